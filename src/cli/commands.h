@@ -1,0 +1,13 @@
+/* The sdprune subcommands: one file each under src/cli/, dispatched from main.c. Each returns the
+ * process exit status (0 success, 1 failure, 2 usage error). */
+#ifndef SD_COMMANDS_H
+#define SD_COMMANDS_H
+
+int cmd_verify(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

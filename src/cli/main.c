@@ -1,0 +1,43 @@
+/* sdprune: command-line entry point. Dispatches to one function per subcommand (src/cli/cmd_*.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"generate", cmd_generate, "text to image with a checkpoint, prompt(s), sampler and seed"},
+    {"verify", cmd_verify, "compare the engine with reference vectors (rel-L2 per case)"},
+    {"synth", cmd_synth, "write a randomly initialised SD-shaped checkpoint (tests, demos, benchmarks)"},
+    {"inspect", cmd_inspect, "list what a checkpoint holds: format, naming, parts, dtypes, architecture"},
+    {"tokenize", cmd_tokenize, "print CLIP token ids for prompts"},
+    {"bench", cmd_bench, "time UNet evaluations against the sgemm rate of this machine"},
+};
+
+static void usage(FILE *out) {
+  fprintf(out, "sdprune %s: concept-erasure robustness tools for Stable Diffusion on CPU clusters\n\n"
+               "usage: sdprune <command> [options]   (sdprune <command> --help for details)\n\ncommands:\n",
+          SDPRUNE_VERSION);
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("sdprune %s\n", SDPRUNE_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "sdprune: unknown command '%s' (see sdprune --help)\n", argv[1]);
+  return 2;
+}
