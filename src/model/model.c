@@ -1,0 +1,314 @@
+/* Model loading: layouts, canonical views, overrides, configuration sources (see model.h). */
+#include "model/model.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/names_unet.h"
+#include "io/store_view.h"
+
+char *sd_read_text_file(const char *path, size_t max_bytes, sd_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    sd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  char *buf = sd_malloc(max_bytes + 1, err);
+  if (!buf) {
+    fclose(f);
+    return NULL;
+  }
+  size_t n = fread(buf, 1, max_bytes + 1, f);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad || n > max_bytes) {
+    free(buf);
+    sd_fail(err, "%s: %s", path, bad ? "read error" : "file too large");
+    return NULL;
+  }
+  buf[n] = 0;
+  return buf;
+}
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int has_prefix(const sd_tensor_store *s, const char *prefix) {
+  size_t n = strlen(prefix);
+  for (int i = 0; i < s->count; i++)
+    if (strncmp(s->tensors[i].name, prefix, n) == 0) return 1;
+  return 0;
+}
+
+static int open_file(sd_model *m, const char *path, sd_tensor_store **out, sd_error *err) {
+  if (m->n_files == SD_MODEL_MAX_FILES) return sd_fail(err, "%s: too many checkpoint files", path);
+  if (sd_store_open(path, out, err) != 0) return -1;
+  m->files[m->n_files++] = *out;
+  return 0;
+}
+
+static sd_tensor_store *new_view(const char *path, sd_error *err) { return sd_store_new(path, "view", err); }
+
+/* Adds the UNet tensors of src, in whichever naming they come: original single file
+ * (`model.diffusion_model.`), ldm without prefix, or diffusers. Returns the count added or -1. */
+static int add_unet_tensors(sd_tensor_store *view, const sd_tensor_store *src, int skip_existing, sd_error *err) {
+  if (has_prefix(src, "model.diffusion_model."))
+    return sd_view_add(view, src, "model.diffusion_model.", NULL, NULL, skip_existing, err);
+  if (has_prefix(src, "input_blocks.")) return sd_view_add(view, src, "", NULL, NULL, skip_existing, err);
+  const char *prefix = has_prefix(src, "unet.down_blocks.") ? "unet." : "";
+  if (has_prefix(src, prefix[0] ? "unet.down_blocks." : "down_blocks.")) {
+    sd_unet_names names;
+    sd_unet_names_scan(&names, src, prefix);
+    return sd_view_add(view, src, prefix, sd_unet_name_from_diffusers, &names, skip_existing, err);
+  }
+  return 0;
+}
+
+static int add_text_tensors(sd_model *m, sd_tensor_store *view, const sd_tensor_store *src, int skip_existing,
+                            sd_error *err) {
+  if (has_prefix(src, "cond_stage_model.transformer.text_model."))
+    return sd_view_add(view, src, "cond_stage_model.transformer.", NULL, NULL, skip_existing, err);
+  if (has_prefix(src, "text_model.")) return sd_view_add(view, src, "", NULL, NULL, skip_existing, err);
+  if (has_prefix(src, "cond_stage_model.model.")) {
+    /* SD 2.x OpenCLIP naming: kept as is; the text encoder maps it (names_text.c). */
+    m->text_layout = "openclip";
+    return sd_view_add(view, src, "cond_stage_model.model.", NULL, NULL, skip_existing, err);
+  }
+  return 0;
+}
+
+/* Every key of the override must exist in the base part with the same shape, and vice versa. */
+static int check_override(const sd_tensor_store *override_view, const sd_tensor_store *base_view, const char *what,
+                          const char *path, sd_error *err) {
+  char missing[700] = "", unexpected[700] = "";
+  int n_missing = 0, n_unexpected = 0;
+  for (int i = 0; i < base_view->count; i++) {
+    const sd_tensor *b = &base_view->tensors[i];
+    const sd_tensor *o = sd_store_find(override_view, b->name);
+    if (!o) {
+      if (n_missing++ < 6) snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s", n_missing > 1 ? ", " : "", b->name);
+      continue;
+    }
+    int same = o->ndim == b->ndim;
+    for (int d = 0; same && d < b->ndim; d++) same = o->shape[d] == b->shape[d];
+    if (!same) {
+      char gs[96], ws[96];
+      return sd_fail(err, "%s: %s tensor '%s' has shape %s, the base model has %s", path, what, b->name,
+                     sd_shape_str(o->shape, o->ndim, gs, sizeof gs), sd_shape_str(b->shape, b->ndim, ws, sizeof ws));
+    }
+  }
+  for (int i = 0; i < override_view->count; i++) {
+    const sd_tensor *o = &override_view->tensors[i];
+    if (!sd_store_find(base_view, o->name) && n_unexpected++ < 6)
+      snprintf(unexpected + strlen(unexpected), sizeof unexpected - strlen(unexpected), "%s%s", n_unexpected > 1 ? ", " : "", o->name);
+  }
+  if (n_missing || n_unexpected)
+    return sd_fail(err, "%s: %s override does not match the base model: %d missing key%s%s%s%s, %d unexpected key%s%s%s%s", path,
+                   what, n_missing, n_missing == 1 ? "" : "s", n_missing ? " (" : "", missing, n_missing ? (n_missing > 6 ? ", ...)" : ")") : "",
+                   n_unexpected, n_unexpected == 1 ? "" : "s", n_unexpected ? " (" : "", unexpected,
+                   n_unexpected ? (n_unexpected > 6 ? ", ...)" : ")") : "");
+  return 0;
+}
+
+/* Replaces a part's view by override (file) + base, after checking they match key for key. */
+static int apply_override(sd_model *m, sd_tensor_store **part, const char *path, int is_unet, sd_error *err) {
+  sd_tensor_store *src;
+  if (open_file(m, path, &src, err) != 0) return -1;
+  sd_tensor_store *ov = new_view(path, err);
+  if (!ov) return -1;
+  int n = is_unet ? add_unet_tensors(ov, src, 0, err) : add_text_tensors(m, ov, src, 0, err);
+  if (n < 0) {
+    sd_store_close(ov);
+    return -1;
+  }
+  if (n == 0) {
+    sd_store_close(ov);
+    return sd_fail(err, "%s: no %s tensors found (expected %s)", path, is_unet ? "UNet" : "text encoder",
+                   is_unet ? "model.diffusion_model.*, input_blocks.* or diffusers down_blocks.* keys"
+                           : "text_model.* or cond_stage_model.* keys");
+  }
+  if (*part && check_override(ov, *part, is_unet ? "UNet" : "text encoder", path, err) != 0) {
+    sd_store_close(ov);
+    return -1;
+  }
+  sd_store_close(*part);
+  *part = ov;
+  return 0;
+}
+
+/* First existing file among candidates inside dir/sub. */
+static int find_part_file(const char *dir, const char *sub, const char *const *names, char *out, size_t n) {
+  for (int i = 0; names[i]; i++) {
+    snprintf(out, n, "%s/%s/%s", dir, sub, names[i]);
+    if (is_file(out)) return 1;
+  }
+  return 0;
+}
+
+static char *read_optional(const char *dir, const char *rel, sd_error *err, int *failed) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  if (!is_file(p)) return NULL;
+  char *t = sd_read_text_file(p, 1 << 20, err);
+  if (!t) *failed = 1;
+  return t;
+}
+
+static int open_diffusers(sd_model *m, const char *dir, sd_error *err) {
+  static const char *const unet_names[] = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                                           "diffusion_pytorch_model.bin", NULL};
+  static const char *const text_names[] = {"model.safetensors", "model.fp16.safetensors", "pytorch_model.bin", NULL};
+  char path[4200];
+  sd_tensor_store *src;
+  if (!find_part_file(dir, "unet", unet_names, path, sizeof path))
+    return sd_fail(err, "%s: diffusers folder without unet/diffusion_pytorch_model.safetensors", dir);
+  if (open_file(m, path, &src, err) != 0) return -1;
+  if (!(m->unet_view = new_view(path, err)) || add_unet_tensors(m->unet_view, src, 0, err) < 0) return -1;
+  if (find_part_file(dir, "text_encoder", text_names, path, sizeof path)) {
+    if (open_file(m, path, &src, err) != 0) return -1;
+    if (!(m->text_view = new_view(path, err)) || add_text_tensors(m, m->text_view, src, 0, err) < 0) return -1;
+  }
+  if (find_part_file(dir, "vae", unet_names, path, sizeof path)) {
+    if (open_file(m, path, &src, err) != 0) return -1;
+    /* diffusers VAE names are mapped by the VAE itself (names_vae.c); keep them as they are. */
+    if (!(m->vae_view = sd_view_of_prefix(src, "", err))) return -1;
+  }
+  int failed = 0;
+  m->text_config_json = read_optional(dir, "text_encoder/config.json", err, &failed);
+  m->vae_config_json = failed ? NULL : read_optional(dir, "vae/config.json", err, &failed);
+  m->scheduler_config_json = failed ? NULL : read_optional(dir, "scheduler/scheduler_config.json", err, &failed);
+  char *unet_json = failed ? NULL : read_optional(dir, "unet/config.json", err, &failed);
+  if (failed) return -1;
+  if (unet_json) {
+    int rc = sd_unet_config_from_json(unet_json, &m->unet_cfg, err);
+    free(unet_json);
+    if (rc != 0) return sd_fail_prefix(err, "%s/unet/config.json", dir);
+    m->unet_cfg_source = "diffusers config";
+  }
+  snprintf(path, sizeof path, "%s/tokenizer", dir);
+  if (is_file(strcat(strcpy(path, dir), "/tokenizer/vocab.json"))) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s/tokenizer", dir);
+  return 0;
+}
+
+/* The single-file `__metadata__["config"]` (our synth files and the reference carry one). */
+static int read_metadata_config(sd_model *m, const sd_tensor_store *src, sd_error *err) {
+  if (!src->metadata_json) return 0;
+  json_t *md = json_loads(src->metadata_json, 0, NULL);
+  json_t *cfg_str = json_object_get(md, "config");
+  int rc = 0;
+  if (json_is_string(cfg_str)) {
+    json_t *cfg = json_loads(json_string_value(cfg_str), 0, NULL);
+    json_t *unet = json_object_get(cfg, "unet"), *text = json_object_get(cfg, "text"), *vae = json_object_get(cfg, "vae");
+    if (json_is_object(unet)) {
+      char *u = json_dumps(unet, JSON_COMPACT);
+      rc = sd_unet_config_from_json(u, &m->unet_cfg, err);
+      free(u);
+      if (rc != 0) sd_fail_prefix(err, "%s: __metadata__ config", src->path);
+      else m->unet_cfg_source = "checkpoint metadata";
+    }
+    if (json_is_object(text)) m->text_config_json = json_dumps(text, JSON_COMPACT);
+    if (json_is_object(vae)) m->vae_config_json = json_dumps(vae, JSON_COMPACT);
+    json_decref(cfg);
+  }
+  json_decref(md);
+  return rc;
+}
+
+static int open_single_file(sd_model *m, const char *path, sd_error *err) {
+  sd_tensor_store *src;
+  if (open_file(m, path, &src, err) != 0) return -1;
+  if (!(m->unet_view = new_view(path, err)) || add_unet_tensors(m->unet_view, src, 0, err) < 0) return -1;
+  if (m->unet_view->count == 0) {
+    sd_store_close(m->unet_view);
+    m->unet_view = NULL;
+  }
+  if (!(m->text_view = new_view(path, err)) || add_text_tensors(m, m->text_view, src, 0, err) < 0) return -1;
+  if (m->text_view->count == 0) {
+    sd_store_close(m->text_view);
+    m->text_view = NULL;
+  }
+  if (has_prefix(src, "first_stage_model.") && !(m->vae_view = sd_view_of_prefix(src, "first_stage_model.", err)))
+    return -1;
+  return read_metadata_config(m, src, err);
+}
+
+/* Identifies the weights cheaply: FNV-1a over the sorted-insensitive tensor table of each part
+ * (names, dtypes, shapes) and a sample of each tensor's bytes. Stable across runs and layouts of
+ * the same file. */
+static void compute_hash(sd_model *m) {
+  uint64_t h = 1469598103934665603ull;
+  sd_tensor_store *views[3] = {m->unet_view, m->text_view, m->vae_view};
+  for (int v = 0; v < 3; v++) {
+    if (!views[v]) continue;
+    for (int i = 0; i < views[v]->count; i++) {
+      const sd_tensor *t = &views[v]->tensors[i];
+      for (const char *c = t->name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+      const unsigned char *d = t->data;
+      size_t step = t->nbytes > 4096 ? t->nbytes / 4096 : 1;
+      for (size_t k = 0; k < t->nbytes; k += step) h = (h ^ d[k]) * 1099511628211ull;
+    }
+  }
+  snprintf(m->hash, sizeof m->hash, "%016llx", (unsigned long long)h);
+}
+
+int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
+  *out = NULL;
+  sd_model *m = sd_calloc(1, sizeof *m, err);
+  if (!m) return -1;
+  m->path = sd_strdup(opt->path);
+  m->text_layout = "hf";
+  int rc;
+  if (is_dir(opt->path)) {
+    m->layout = "diffusers";
+    rc = open_diffusers(m, opt->path, err);
+  } else {
+    m->layout = "single-file";
+    rc = open_single_file(m, opt->path, err);
+  }
+  if (rc == 0 && opt->unet_path) rc = apply_override(m, &m->unet_view, opt->unet_path, 1, err);
+  if (rc == 0 && opt->text_encoder_path) rc = apply_override(m, &m->text_view, opt->text_encoder_path, 0, err);
+  if (rc == 0 && !m->unet_view) rc = sd_fail(err, "%s: no UNet tensors found (not a Stable Diffusion checkpoint?)", opt->path);
+  if (rc == 0 && opt->config_path) {
+    char *text = sd_read_text_file(opt->config_path, 1 << 20, err);
+    rc = text ? sd_unet_config_from_json(text, &m->unet_cfg, err) : -1;
+    if (text && rc != 0) sd_fail_prefix(err, "%s", opt->config_path);
+    free(text);
+    m->unet_cfg_source = "--config";
+  }
+  if (rc == 0 && !m->unet_cfg_source) {
+    rc = sd_unet_config_infer(m->unet_view, &m->unet_cfg, err);
+    m->unet_cfg_source = "inferred";
+  }
+  if (rc == 0 && opt->tokenizer_dir) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s", opt->tokenizer_dir);
+  if (rc != 0) {
+    sd_model_close(m);
+    return -1;
+  }
+  compute_hash(m);
+  *out = m;
+  return 0;
+}
+
+void sd_model_close(sd_model *m) {
+  if (!m) return;
+  sd_store_close(m->unet_view);
+  sd_store_close(m->text_view);
+  sd_store_close(m->vae_view);
+  for (int i = 0; i < m->n_files; i++) sd_store_close(m->files[i]);
+  free(m->text_config_json);
+  free(m->vae_config_json);
+  free(m->scheduler_config_json);
+  free(m->path);
+  free(m);
+}
