@@ -30,12 +30,14 @@ static void test_reference_cases(sd_tokenizer *tok, const char *ref) {
     int same = rc == 0;
     for (int i = 0; i < SD_TOKENIZER_CONTEXT && rc == 0; i++) {
       json_int_t w = json_integer_value(json_array_get(want, (size_t)i));
-      CHECK(ids[i] == w, "case %d (%s) id %d: got %d want %lld", cases, json_string_value(prompt), i, ids[i], (long long)w);
+      CHECK(ids[i] == w, "case %d (%s) id %d: got %d want %lld", cases, json_string_value(prompt), i, ids[i],
+            (long long)w);
       same &= ids[i] == w;
     }
     /* the token count before truncation agrees with the ids kept */
     int kept = 0;
-    for (int i = 1; i < SD_TOKENIZER_CONTEXT - 1 && ids[i] != sd_tokenizer_eos(tok); i++) kept++;
+    for (int i = 1; i < SD_TOKENIZER_CONTEXT - 1 && ids[i] != sd_tokenizer_eos(tok); i++)
+      kept++;
     CHECK(n_tokens == kept || (kept == 75 && n_tokens >= 75), "case %d: %d tokens, %d kept", cases, n_tokens, kept);
     matched += same;
     cases++;

@@ -22,7 +22,8 @@ static void usage(FILE *out) {
 }
 
 static void print_ids(const int32_t *ids) {
-  for (int i = 0; i < SD_TOKENIZER_CONTEXT; i++) printf(i ? " %d" : "%d", ids[i]);
+  for (int i = 0; i < SD_TOKENIZER_CONTEXT; i++)
+    printf(i ? " %d" : "%d", ids[i]);
   putchar('\n');
 }
 
@@ -67,9 +68,12 @@ int cmd_tokenize(int argc, char **argv) {
               known ? "missing value after" : "unknown argument", argv[i]);
       return 2;
     }
-    if (strcmp(argv[i], "--tokenizer") == 0) dir = argv[i + 1];
-    else if (strcmp(argv[i], "--file") == 0) file = argv[i + 1];
-    else n_prompts++;
+    if (strcmp(argv[i], "--tokenizer") == 0)
+      dir = argv[i + 1];
+    else if (strcmp(argv[i], "--file") == 0)
+      file = argv[i + 1];
+    else
+      n_prompts++;
     i++;
   }
   if (!dir || !*dir) {

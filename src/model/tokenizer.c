@@ -40,8 +40,8 @@ struct sd_tokenizer {
   int32_t bos, eos;
   pcre2_code *pattern;
   pcre2_match_data *match;
-  str_map cache;        /* pre-token bytes -> offset in cache_ids */
-  int32_t *cache_ids;   /* at each offset: n, then n ids */
+  str_map cache;      /* pre-token bytes -> offset in cache_ids */
+  int32_t *cache_ids; /* at each offset: n, then n ids */
   size_t cache_n, cache_cap;
   int32_t *word, *word_tmp; /* BPE scratch */
   size_t word_cap;
@@ -51,7 +51,8 @@ struct sd_tokenizer {
 
 static uint64_t hash_bytes(const char *s, size_t n) {
   uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
   return h;
 }
 static uint64_t hash_u64(uint64_t x) {
@@ -62,7 +63,8 @@ static uint64_t hash_u64(uint64_t x) {
 }
 
 static void str_map_free(str_map *m) {
-  for (size_t i = 0; i < m->cap; i++) free(m->keys[i]);
+  for (size_t i = 0; i < m->cap; i++)
+    free(m->keys[i]);
   free(m->keys);
   free(m->vals);
   memset(m, 0, sizeof *m);
@@ -70,7 +72,8 @@ static void str_map_free(str_map *m) {
 
 static int str_map_init(str_map *m, size_t expected) {
   size_t cap = 16;
-  while (cap < 2 * expected) cap *= 2;
+  while (cap < 2 * expected)
+    cap *= 2;
   m->keys = calloc(cap, sizeof *m->keys);
   m->vals = calloc(cap, sizeof *m->vals);
   m->cap = cap;
@@ -81,7 +84,8 @@ static int str_map_init(str_map *m, size_t expected) {
 /* Slot holding key s[0..n), or the empty slot where it would go. */
 static size_t str_map_slot(const str_map *m, const char *s, size_t n) {
   size_t i = (size_t)hash_bytes(s, n) & (m->cap - 1);
-  while (m->keys[i] && !(strlen(m->keys[i]) == n && memcmp(m->keys[i], s, n) == 0)) i = (i + 1) & (m->cap - 1);
+  while (m->keys[i] && !(strlen(m->keys[i]) == n && memcmp(m->keys[i], s, n) == 0))
+    i = (i + 1) & (m->cap - 1);
   return i;
 }
 
@@ -105,7 +109,8 @@ static int str_map_put(str_map *m, const char *s, size_t n, int32_t val) {
 
 static size_t pair_slot(const pair_map *m, uint64_t key) {
   size_t i = (size_t)hash_u64(key) & (m->cap - 1);
-  while (m->keys[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
+  while (m->keys[i] && m->keys[i] != key)
+    i = (i + 1) & (m->cap - 1);
   return i;
 }
 static uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
@@ -130,9 +135,7 @@ static size_t put_utf8(char *s, uint32_t c) {
   return 2;
 }
 
-static int file_error(sd_error *err, const char *path) {
-  return sd_fail(err, "%s: %s", path, strerror(errno));
-}
+static int file_error(sd_error *err, const char *path) { return sd_fail(err, "%s: %s", path, strerror(errno)); }
 
 static int load_vocab(sd_tokenizer *tok, const char *path, sd_error *err) {
   FILE *f = fopen(path, "rb");
@@ -174,7 +177,8 @@ static int load_vocab(sd_tokenizer *tok, const char *path, sd_error *err) {
     char s[8];
     size_t n = put_utf8(s, cp[b]);
     memcpy(s + n, "</w>", 4);
-    if (!str_map_get(&tok->vocab, s, n, &tok->byte_id[b]) || !str_map_get(&tok->vocab, s, n + 4, &tok->byte_eow_id[b])) {
+    if (!str_map_get(&tok->vocab, s, n, &tok->byte_id[b]) ||
+        !str_map_get(&tok->vocab, s, n + 4, &tok->byte_eow_id[b])) {
       sd_fail(err, "%s: byte 0x%02X has no token (not a byte-level BPE vocabulary)", path, b);
       goto done;
     }
@@ -190,7 +194,8 @@ static int load_merges(sd_tokenizer *tok, const char *path, sd_error *err) {
   if (!f) return file_error(err, path);
   pair_map *m = &tok->merges;
   m->cap = 1;
-  while (m->cap < 2 * MAX_MERGES) m->cap *= 2;
+  while (m->cap < 2 * MAX_MERGES)
+    m->cap *= 2;
   m->keys = calloc(m->cap, sizeof *m->keys);
   m->rank = calloc(m->cap, sizeof *m->rank);
   m->merged = calloc(m->cap, sizeof *m->merged);
@@ -204,7 +209,8 @@ static int load_merges(sd_tokenizer *tok, const char *path, sd_error *err) {
   }
   while (rank < MAX_MERGES && (len = getline(&line, &line_cap, f)) >= 0) {
     if (++line_no == 1) continue; /* "#version: 0.2", skipped unconditionally upstream */
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      line[--len] = 0;
     if (len == 0) continue;
     char *space = strchr(line, ' ');
     if (!space || space == line || !space[1] || strchr(space + 1, ' ')) {
@@ -274,8 +280,10 @@ int sd_tokenizer_load(const char *dir, sd_tokenizer **out, sd_error *err) {
   rc = 0;
 done:
   free(path);
-  if (rc) sd_tokenizer_free(tok);
-  else *out = tok;
+  if (rc)
+    sd_tokenizer_free(tok);
+  else
+    *out = tok;
   return rc;
 }
 
@@ -301,7 +309,8 @@ int32_t sd_tokenizer_eos(const sd_tokenizer *tok) { return tok->eos; }
 static int reserve(int32_t **v, size_t *cap, size_t need) {
   if (need <= *cap) return 0;
   size_t c = *cap ? *cap : 256;
-  while (c < need) c *= 2;
+  while (c < need)
+    c *= 2;
   int32_t *p = realloc(*v, c * sizeof *p);
   if (!p) return -1;
   *v = p;
@@ -316,7 +325,8 @@ static int bpe_word(sd_tokenizer *tok, const unsigned char *s, size_t len, size_
   if (reserve(&tok->word, &tok->word_cap, len) || reserve(&tok->word_tmp, &tmp_cap, tok->word_cap)) return -1;
   int32_t *w = tok->word;
   size_t n = len;
-  for (size_t i = 0; i < len; i++) w[i] = i + 1 < len ? tok->byte_id[s[i]] : tok->byte_eow_id[s[i]];
+  for (size_t i = 0; i < len; i++)
+    w[i] = i + 1 < len ? tok->byte_id[s[i]] : tok->byte_eow_id[s[i]];
   const pair_map *m = &tok->merges;
   while (n > 1) {
     int32_t best = INT32_MAX, first = 0, second = 0, merged = 0;
@@ -410,7 +420,8 @@ int sd_tokenizer_encode_n(sd_tokenizer *tok, const char *utf8_prompt, size_t len
   size_t n = tok->tokens_n < max_tokens ? tok->tokens_n : max_tokens;
   ids[0] = tok->bos;
   memcpy(ids + 1, tok->tokens, n * sizeof *ids);
-  for (size_t i = n + 1; i < SD_TOKENIZER_CONTEXT; i++) ids[i] = tok->eos;
+  for (size_t i = n + 1; i < SD_TOKENIZER_CONTEXT; i++)
+    ids[i] = tok->eos;
   if (n_tokens_before_truncation) *n_tokens_before_truncation = (int)tok->tokens_n;
   return 0;
 }

@@ -32,7 +32,8 @@ static void push(sd_cpbuf *b, uint32_t c) {
 }
 
 static void push_n(sd_cpbuf *b, const uint32_t *c, size_t n) {
-  for (size_t i = 0; i < n; i++) push(b, c[i]);
+  for (size_t i = 0; i < n; i++)
+    push(b, c[i]);
 }
 
 static void push_utf8(sd_cpbuf *b, const char *s) {
@@ -66,7 +67,8 @@ static char *utf8_encode(const sd_cpbuf *b, size_t *len) {
   char *s = malloc(4 * b->n + 1);
   if (!s) return NULL;
   size_t n = 0;
-  for (size_t i = 0; i < b->n; i++) n += (size_t)utf8proc_encode_char((utf8proc_int32_t)b->v[i], (utf8proc_uint8_t *)s + n);
+  for (size_t i = 0; i < b->n; i++)
+    n += (size_t)utf8proc_encode_char((utf8proc_int32_t)b->v[i], (utf8proc_uint8_t *)s + n);
   s[n] = 0;
   if (len) *len = n;
   return s;
@@ -78,7 +80,9 @@ static int cmp_u32(const void *a, const void *b) {
   uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
   return x < y ? -1 : x > y;
 }
-static int in_list(const uint32_t *list, size_t n, uint32_t c) { return bsearch(&c, list, n, sizeof *list, cmp_u32) != NULL; }
+static int in_list(const uint32_t *list, size_t n, uint32_t c) {
+  return bsearch(&c, list, n, sizeof *list, cmp_u32) != NULL;
+}
 static const sd_tok_cpmap *find_map(const sd_tok_cpmap *map, size_t n, uint32_t c) {
   return bsearch(&c, map, n, sizeof *map, cmp_u32); /* cp is the first member */
 }
@@ -97,8 +101,10 @@ static const char *find_entity(const sd_tok_entity *tab, size_t n, const uint32_
     size_t mid = (lo + hi) / 2;
     int c = strcmp(tab[mid].name, key);
     if (c == 0) return tab[mid].value;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return NULL;
 }
@@ -116,9 +122,12 @@ static void html_numeric(sd_cpbuf *out, const uint32_t *v, size_t n, int hex) {
     num = num > 0x110000 ? 0x110000 : num * (hex ? 16 : 10) + d; /* saturate: anything past U+10FFFF acts alike */
   }
   const sd_tok_cpmap *m = find_map(sd_html_invalid_charrefs, sd_html_invalid_charrefs_count, num);
-  if (m) push(out, m->to[0]);
-  else if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF) push(out, 0xFFFD);
-  else if (!in_list(sd_html_invalid_codepoints, sd_html_invalid_codepoints_count, num)) push(out, num);
+  if (m)
+    push(out, m->to[0]);
+  else if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF)
+    push(out, 0xFFFD);
+  else if (!in_list(sd_html_invalid_codepoints, sd_html_invalid_codepoints_count, num))
+    push(out, num);
 }
 
 /* Python's html.unescape. */
@@ -135,7 +144,8 @@ static void html_unescape(const sd_cpbuf *in, sd_cpbuf *out) {
     if (j < n && v[j] == '#') { /* '#[0-9]+;?' or '#[xX][0-9a-fA-F]+;?' */
       int hex = j + 1 < n && (v[j + 1] == 'x' || v[j + 1] == 'X');
       size_t d0 = j + 1 + (size_t)hex, d = d0;
-      while (d < n && (hex ? is_hex(v[d]) : is_digit(v[d]))) d++;
+      while (d < n && (hex ? is_hex(v[d]) : is_digit(v[d])))
+        d++;
       if (d > d0) {
         html_numeric(out, v + d0, d - d0, hex);
         i = d < n && v[d] == ';' ? d + 1 : d;
@@ -181,7 +191,8 @@ static void ftfy_unescape(const sd_cpbuf *in, sd_cpbuf *out) {
     if (v[i] == '&') {
       size_t j = i + 1, hash = j < n && v[j] == '#';
       size_t a = j + hash, e = a;
-      while (e < n && e - a < 24 && is_alnum(v[e])) e++;
+      while (e < n && e - a < 24 && is_alnum(v[e]))
+        e++;
       if (e > a && e < n && v[e] == ';') {
         const char *val = hash ? NULL : find_entity(sd_ftfy_entities, sd_ftfy_entities_count, v + j, e + 1 - j);
         if (val) {
@@ -194,7 +205,8 @@ static void ftfy_unescape(const sd_cpbuf *in, sd_cpbuf *out) {
           push_n(&ent, v + i, e + 1 - i);
           html_unescape(&ent, &dec);
           int has_semicolon = 0;
-          for (size_t k = 0; k < dec.n; k++) has_semicolon |= dec.v[k] == ';';
+          for (size_t k = 0; k < dec.n; k++)
+            has_semicolon |= dec.v[k] == ';';
           if (ent.oom || dec.oom) out->oom = 1;
           push_n(out, has_semicolon ? ent.v : dec.v, has_semicolon ? ent.n : dec.n);
           sd_cpbuf_free(&ent);
@@ -229,8 +241,10 @@ static void ftfy_char_fixes(const sd_cpbuf *in, sd_cpbuf *out, sd_cpbuf *tmp) {
   out->n = 0;
   for (size_t i = 0; i < tmp->n; i++) {
     uint32_t c = tmp->v[i];
-    if (c == 0x02BC || (c >= 0x2018 && c <= 0x201B)) c = '\'';
-    else if (c >= 0x201C && c <= 0x201F) c = '"';
+    if (c == 0x02BC || (c >= 0x2018 && c <= 0x201B))
+      c = '\'';
+    else if (c >= 0x201C && c <= 0x201F)
+      c = '"';
     else if (c == '\r') {
       if (i + 1 < tmp->n && tmp->v[i + 1] == '\n') i++;
       c = '\n';
@@ -243,7 +257,8 @@ static void ftfy_char_fixes(const sd_cpbuf *in, sd_cpbuf *out, sd_cpbuf *tmp) {
   for (size_t i = 0; i < out->n; i++) {
     if (out->v[i] == 0x1B && i + 1 < out->n && out->v[i + 1] == '[') {
       size_t e = i + 2;
-      while (e < out->n && (is_digit(out->v[e]) || out->v[e] == ';')) e++;
+      while (e < out->n && (is_digit(out->v[e]) || out->v[e] == ';'))
+        e++;
       uint32_t f = e < out->n ? out->v[e] : 0;
       if ((f >= 'a' && f <= 'z') || (f >= 'A' && f <= 'Z')) {
         i = e;
@@ -313,17 +328,21 @@ static void py_lower(const sd_cpbuf *in, sd_cpbuf *out) {
     uint32_t c = in->v[i];
     if (c == 0x03A3) {
       size_t j = i;
-      while (j > 0 && case_ignorable(in->v[j - 1])) j--;
+      while (j > 0 && case_ignorable(in->v[j - 1]))
+        j--;
       int before = j > 0 && cased(in->v[j - 1]);
       size_t k = i + 1;
-      while (k < in->n && case_ignorable(in->v[k])) k++;
+      while (k < in->n && case_ignorable(in->v[k]))
+        k++;
       int after = k < in->n && cased(in->v[k]);
       push(out, before && !after ? 0x03C2 : 0x03C3);
       continue;
     }
     const sd_tok_cpmap *m = find_map(sd_lower_map, sd_lower_map_count, c);
-    if (m) push_n(out, m->to, (size_t)m->n);
-    else push(out, c);
+    if (m)
+      push_n(out, m->to, (size_t)m->n);
+    else
+      push(out, c);
   }
 }
 
@@ -338,7 +357,8 @@ int sd_tok_clean_text(const char *utf8, size_t len, char **out, size_t *out_len,
   int unescape = 1;
   for (size_t pos = 0; pos < text.n;) {
     size_t end = pos;
-    while (end < text.n && text.v[end] != '\n') end++;
+    while (end < text.n && text.v[end] != '\n')
+      end++;
     if (end < text.n) end++;
     seg.n = 0;
     push_n(&seg, text.v + pos, end - pos);
@@ -355,7 +375,8 @@ int sd_tok_clean_text(const char *utf8, size_t len, char **out, size_t *out_len,
   fixed.n = 0;
   for (size_t i = 0; i < b.n; i++) {
     if (is_space(b.v[i])) {
-      while (i + 1 < b.n && is_space(b.v[i + 1])) i++;
+      while (i + 1 < b.n && is_space(b.v[i + 1]))
+        i++;
       if (fixed.n > 0 && i + 1 < b.n) push(&fixed, ' ');
     } else {
       push(&fixed, b.v[i]);
