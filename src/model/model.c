@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/names_text.h"
 #include "io/names_unet.h"
 #include "io/store_view.h"
 
@@ -75,17 +76,14 @@ static int add_unet_tensors(sd_tensor_store *view, const sd_tensor_store *src, i
   return 0;
 }
 
-static int add_text_tensors(sd_model *m, sd_tensor_store *view, const sd_tensor_store *src, int skip_existing,
-                            sd_error *err) {
-  if (has_prefix(src, "cond_stage_model.transformer.text_model."))
-    return sd_view_add(view, src, "cond_stage_model.transformer.", NULL, NULL, skip_existing, err);
-  if (has_prefix(src, "text_model.")) return sd_view_add(view, src, "", NULL, NULL, skip_existing, err);
-  if (has_prefix(src, "cond_stage_model.model.")) {
-    /* SD 2.x OpenCLIP naming: kept as is; the text encoder maps it (names_text.c). */
-    m->text_layout = "openclip";
-    return sd_view_add(view, src, "cond_stage_model.model.", NULL, NULL, skip_existing, err);
-  }
-  return 0;
+/* The text encoder of src under HF names (any layout names_text.c knows), or NULL when src has none. */
+static sd_tensor_store *open_text_view(sd_model *m, const sd_tensor_store *src, sd_error *err, int *failed) {
+  sd_text_layout layout;
+  if (sd_text_layout_detect(src, NULL) == SD_TEXT_LAYOUT_NONE) return NULL;
+  sd_tensor_store *v = sd_text_view_open(src, &layout, err);
+  if (!v) *failed = 1;
+  if (layout == SD_TEXT_LAYOUT_OPENCLIP) m->text_layout = "openclip";
+  return v;
 }
 
 /* Every key of the override must exist in the base part with the same shape, and vice versa. */
@@ -125,9 +123,17 @@ static int check_override(const sd_tensor_store *override_view, const sd_tensor_
 static int apply_override(sd_model *m, sd_tensor_store **part, const char *path, int is_unet, sd_error *err) {
   sd_tensor_store *src;
   if (open_file(m, path, &src, err) != 0) return -1;
-  sd_tensor_store *ov = new_view(path, err);
-  if (!ov) return -1;
-  int n = is_unet ? add_unet_tensors(ov, src, 0, err) : add_text_tensors(m, ov, src, 0, err);
+  sd_tensor_store *ov;
+  int n, failed = 0;
+  if (is_unet) {
+    if (!(ov = new_view(path, err))) return -1;
+    n = add_unet_tensors(ov, src, 0, err);
+  } else {
+    ov = open_text_view(m, src, err, &failed);
+    if (failed) return -1;
+    if (!ov && !(ov = new_view(path, err))) return -1;
+    n = ov->count;
+  }
   if (n < 0) {
     sd_store_close(ov);
     return -1;
@@ -176,8 +182,10 @@ static int open_diffusers(sd_model *m, const char *dir, sd_error *err) {
   if (open_file(m, path, &src, err) != 0) return -1;
   if (!(m->unet_view = new_view(path, err)) || add_unet_tensors(m->unet_view, src, 0, err) < 0) return -1;
   if (find_part_file(dir, "text_encoder", text_names, path, sizeof path)) {
+    int failed = 0;
     if (open_file(m, path, &src, err) != 0) return -1;
-    if (!(m->text_view = new_view(path, err)) || add_text_tensors(m, m->text_view, src, 0, err) < 0) return -1;
+    m->text_view = open_text_view(m, src, err, &failed);
+    if (failed) return -1;
   }
   if (find_part_file(dir, "vae", unet_names, path, sizeof path)) {
     if (open_file(m, path, &src, err) != 0) return -1;
@@ -233,11 +241,9 @@ static int open_single_file(sd_model *m, const char *path, sd_error *err) {
     sd_store_close(m->unet_view);
     m->unet_view = NULL;
   }
-  if (!(m->text_view = new_view(path, err)) || add_text_tensors(m, m->text_view, src, 0, err) < 0) return -1;
-  if (m->text_view->count == 0) {
-    sd_store_close(m->text_view);
-    m->text_view = NULL;
-  }
+  int failed = 0;
+  m->text_view = open_text_view(m, src, err, &failed);
+  if (failed) return -1;
   if (has_prefix(src, "first_stage_model.") && !(m->vae_view = sd_view_of_prefix(src, "first_stage_model.", err)))
     return -1;
   return read_metadata_config(m, src, err);

@@ -1,0 +1,94 @@
+/* Shared CLI options and helpers (see cli_common.h). */
+#include "cli/cli_common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/kernels.h"
+
+const char *sd_cli_value(const char *cmd, int argc, char **argv, int *i) {
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "sdprune %s: %s needs a value\n", cmd, argv[*i]);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, long max, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(value, &end, 10);
+  if (errno || *end || end == value || v < min || v > max) {
+    fprintf(stderr, "sdprune %s: %s must be an integer in [%ld, %ld], got '%s'\n", cmd, opt, min, max, value);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **argv, int *i) {
+  static const char *const names[] = {"--model", "--unet", "--text-encoder", "--config", "--tokenizer", "--threads"};
+  int which = -1;
+  for (int k = 0; k < 6; k++)
+    if (strcmp(argv[*i], names[k]) == 0) which = k;
+  if (which < 0) return 0;
+  const char *v = sd_cli_value(cmd, argc, argv, i);
+  if (!v) return -1;
+  switch (which) {
+  case 0: c->model.path = v; break;
+  case 1: c->model.unet_path = v; break;
+  case 2: c->model.text_encoder_path = v; break;
+  case 3: c->model.config_path = v; break;
+  case 4: c->model.tokenizer_dir = v; break;
+  case 5: {
+    long n;
+    if (sd_cli_int(cmd, "--threads", v, 1, 4096, &n) != 0) return -1;
+    c->threads = (int)n;
+  } break;
+  }
+  return 1;
+}
+
+void sd_cli_common_help(FILE *out, int with_model) {
+  if (with_model)
+    fprintf(out, "model options:\n"
+                 "  --model PATH          checkpoint file (.safetensors/.ckpt) or diffusers folder\n"
+                 "  --unet FILE           replace the UNet (safetensors or .pt/.ckpt, diffusers or original names)\n"
+                 "  --text-encoder FILE   replace the text encoder likewise\n"
+                 "  --config FILE.json    architecture override (ldm-style or diffusers UNet config)\n"
+                 "  --tokenizer DIR       folder with vocab.json and merges.txt\n");
+  fprintf(out, "  --threads N           threads for BLAS and the engine (default: SLURM_CPUS_PER_TASK,\n"
+               "                        OMP_NUM_THREADS, else all cores)\n");
+}
+
+static int env_threads(const char *name) {
+  const char *v = getenv(name);
+  if (!v || !*v) return 0;
+  char *end;
+  long n = strtol(v, &end, 10);
+  return (*end || n < 1 || n > 4096) ? 0 : (int)n;
+}
+
+int sd_cli_apply_threads(const sd_cli_common *c, const char *cmd) {
+  int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (cores < 1) cores = 1;
+  int n = c->threads;
+  if (!n) n = env_threads("SLURM_CPUS_PER_TASK");
+  if (!n) n = env_threads("OMP_NUM_THREADS");
+  if (!n) n = cores;
+  if (n > cores) {
+    fprintf(stderr, "sdprune %s: warning: %d threads requested but %d cores online; using %d\n", cmd, n, cores, cores);
+    n = cores;
+  }
+  sd_set_threads(n);
+  return n;
+}
+
+double sd_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

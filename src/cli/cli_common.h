@@ -1,0 +1,28 @@
+/* Options shared by the subcommands that take a model (--model, --unet, --text-encoder, --config,
+ * --tokenizer, --threads) and small CLI helpers. */
+#ifndef SD_CLI_COMMON_H
+#define SD_CLI_COMMON_H
+
+#include <stdio.h>
+
+#include "model/model.h"
+
+typedef struct {
+  sd_model_options model;
+  int threads; /* 0: from SLURM_CPUS_PER_TASK / OMP_NUM_THREADS / cores */
+} sd_cli_common;
+
+/* If argv[*i] is a common option, consumes it (and its value) and returns 1; returns -1 on a missing
+ * value (message printed), 0 if the option is not a common one. */
+int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **argv, int *i);
+/* Help text for the common options. */
+void sd_cli_common_help(FILE *out, int with_model);
+/* Decides and applies the thread count; returns it. Prints a warning for nonsense requests. */
+int sd_cli_apply_threads(const sd_cli_common *c, const char *cmd);
+/* Value of option argv[*i] (advancing i), or NULL after printing "cmd: OPTION needs a value". */
+const char *sd_cli_value(const char *cmd, int argc, char **argv, int *i);
+/* Parses a non-negative/positive integer option value; prints an error and returns -1 if invalid. */
+int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, long max, long *out);
+double sd_now(void);
+
+#endif

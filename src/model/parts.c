@@ -1,0 +1,18 @@
+/* Part construction for a loaded model (see parts.h). */
+#include "model/parts.h"
+
+#include <string.h>
+
+int sd_parts_unet(sd_model *m, const sd_unet_hooks *hooks, sd_unet *unet, sd_error *err) {
+  return sd_unet_init(unet, &m->unet_cfg, m->unet_view, hooks, err);
+}
+
+int sd_parts_text(sd_model *m, sd_clip_text *text, sd_error *err) {
+  if (!m->text_view) return sd_fail(err, "%s: the model has no text encoder", m->path);
+  sd_clip_text_config cfg;
+  int rc = m->text_config_json ? sd_clip_text_config_from_json(m->text_config_json, &cfg, err)
+                               : sd_clip_text_config_infer(m->text_view, &cfg, err);
+  if (rc != 0) return sd_fail_prefix(err, "%s: text encoder config", m->path);
+  if (strcmp(m->text_layout, "openclip") == 0) cfg.skip_last_layers = 1; /* SD 2.x: penultimate layer */
+  return sd_clip_text_init(text, &cfg, m->text_view, err);
+}
