@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "io/pickle.h"
 #include "io/tensor_store.h"
 #include "test_util.h"
 
@@ -376,6 +377,20 @@ static void test_built(void) {
   write_zip(path, &p, &storage0, 1);
   expect_error(path, "list at top level", "not a dict", NULL);
 
+  /* a dict that contains itself */
+  begin(&p);
+  p.n = 2;
+  op(&p, '}');
+  op(&p, 'q');
+  op(&p, 0);
+  op(&p, '(');
+  str(&p, "loop");
+  op(&p, 'h');
+  op(&p, 0);
+  end(&p);
+  write_zip(path, &p, &storage0, 1);
+  expect_error(path, "recursive dict", "appears twice", NULL);
+
   /* no data.pkl at all */
   unlink(path);
   {
@@ -434,6 +449,55 @@ static void test_damaged_files(const char *ref) {
   free(buf);
 }
 
+/* Mutated and truncated copies of a real data.pkl: each is either unpickled or refused with a message;
+ * nothing may crash (run under valgrind/ASan to see memory errors). */
+static void test_pickle_mutations(const char *ref) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tiny-sd1/model.ckpt", ref);
+  int zerr;
+  zip_t *z = zip_open(path, ZIP_RDONLY, &zerr);
+  CHECK(z != NULL, "open %s", path);
+  if (!z) return;
+  zip_stat_t st;
+  zip_stat(z, "model/data.pkl", 0, &st);
+  unsigned char *orig = malloc(st.size), *buf = malloc(st.size);
+  zip_file_t *f = zip_fopen(z, "model/data.pkl", 0);
+  CHECK(f && zip_fread(f, orig, st.size) == (zip_int64_t)st.size, "read data.pkl");
+  zip_fclose(f);
+  zip_close(z);
+  uint64_t rng = 12345;
+  int accepted = 0, refused = 0, silent = 0;
+  for (int it = 0; it < 3000; it++) {
+    memcpy(buf, orig, st.size);
+    size_t len = st.size;
+    int nmut = 1 + it % 4;
+    for (int m = 0; m < nmut; m++) {
+      rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+      size_t at = (size_t)(rng >> 33) % st.size;
+      if (it % 10 == 9) len = at; /* truncation */
+      else buf[at] = (unsigned char)(rng >> 17);
+    }
+    pk_doc doc;
+    sd_error err = {{0}};
+    if (pk_load(buf, len, &doc, &err) == 0) {
+      accepted++;
+      pk_free(&doc);
+    } else {
+      refused++;
+      silent += err.msg[0] == 0;
+    }
+  }
+  printf("data.pkl mutations: %d unpickled, %d refused\n", accepted, refused);
+  CHECK(silent == 0, "%d refusals without a message", silent);
+  CHECK(refused > 0, "no mutation was refused");
+  pk_doc doc;
+  sd_error err = {{0}};
+  CHECK(pk_load(orig, st.size, &doc, &err) == 0, "original data.pkl: %s", err.msg);
+  pk_free(&doc);
+  free(orig);
+  free(buf);
+}
+
 int main(void) {
   const char *ref = test_reference_dir();
   test_ckpt_matches_safetensors(ref);
@@ -441,5 +505,6 @@ int main(void) {
   test_erased(ref, "unet-erased-compvis.pt", "tiny-sd1/model.safetensors", "");
   test_built();
   test_damaged_files(ref);
+  test_pickle_mutations(ref);
   return test_finish();
 }

@@ -47,6 +47,7 @@ struct pk_value {
   size_t len;   /* PK_STR length */
   pk_value **items;
   int n, cap;   /* PK_TUPLE/PK_LIST: n items; PK_DICT: n/2 pairs (key, value, key, value, ...) */
+  int visited;  /* for walkers: set on a dict already walked (catches cycles and shared dicts) */
   pk_global_kind global;
   sd_dtype dtype; /* PK_GLOBAL storage type / dtype, PK_STORAGE */
   int64_t numel;  /* PK_STORAGE: elements in the storage */

@@ -203,10 +203,15 @@ static int add_tensor(reader *r, const char *name, const pk_value *t) {
 }
 
 /* Adds every tensor of dict `d`, flattening nested dicts with '.'; other values are skipped. */
-static int add_dict(reader *r, const pk_value *d, const char *prefix, int depth) {
+static int add_dict(reader *r, pk_value *d, const char *prefix, int depth) {
   if (depth > MAX_NAME_DEPTH) return 0;
+  if (d->visited) /* torch never shares a dict; a cycle or a shared dict would blow up the walk */
+    return sd_fail(r->err, "%s: dict '%s' appears twice in the state dict (recursive or shared; malformed)", r->path,
+                   prefix[0] ? prefix : "(top level)");
+  d->visited = 1;
   for (int i = 0; i + 1 < d->n; i += 2) {
-    const pk_value *k = d->items[i], *v = d->items[i + 1];
+    const pk_value *k = d->items[i];
+    pk_value *v = d->items[i + 1];
     if (k->kind != PK_STR || (v->kind != PK_TENSOR && v->kind != PK_DICT)) continue;
     if (memchr(k->s, 0, k->len)) return sd_fail(r->err, "%s: a state dict key contains a NUL byte", r->path);
     size_t n = strlen(prefix) + k->len + 2;
@@ -307,14 +312,14 @@ int sd_store_open_torch(const char *path, sd_tensor_store **out, sd_error *err) 
     sd_fail_prefix(err, "%s: %s", path, name);
     goto done;
   }
-  const pk_value *root = doc.root, *sd = root;
+  pk_value *root = doc.root, *sd = root;
   if (root->kind != PK_DICT) {
     sd_fail(err, "%s: the pickled object is not a dict (a whole pickled model? only state dicts are read)", path);
     goto done;
   }
   static const char *const nested[] = {"state_dict", "model", "module"};
   for (size_t i = 0; i < sizeof nested / sizeof *nested; i++) {
-    const pk_value *v = pk_dict_get(root, nested[i]);
+    pk_value *v = pk_dict_get(root, nested[i]);
     if (v && v->kind == PK_DICT) {
       sd = v;
       break;
