@@ -268,6 +268,66 @@ static void compute_hash(sd_model *m) {
   snprintf(m->hash, sizeof m->hash, "%016llx", (unsigned long long)h);
 }
 
+/* --config: a diffusers folder (its unet/text_encoder/vae configs), a JSON file with "unet"/"text"/"vae"
+ * objects (the layout of our checkpoints' __metadata__ config), or a UNet config alone (ldm or diffusers). */
+static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
+  if (is_dir(path)) {
+    int failed = 0;
+    char *unet = read_optional(path, "unet/config.json", err, &failed);
+    char *text = failed ? NULL : read_optional(path, "text_encoder/config.json", err, &failed);
+    char *vae = failed ? NULL : read_optional(path, "vae/config.json", err, &failed);
+    int rc = failed ? -1 : 0;
+    if (rc == 0 && !unet && !text && !vae) rc = sd_fail(err, "%s: folder has no unet/, text_encoder/ or vae/ config.json", path);
+    if (rc == 0 && unet && sd_unet_config_from_json(unet, &m->unet_cfg, err) != 0) rc = sd_fail_prefix(err, "%s/unet/config.json", path);
+    if (rc == 0 && unet) m->unet_cfg_source = "--config";
+    if (rc == 0 && text) {
+      free(m->text_config_json);
+      m->text_config_json = text;
+      text = NULL;
+    }
+    if (rc == 0 && vae) {
+      free(m->vae_config_json);
+      m->vae_config_json = vae;
+      vae = NULL;
+    }
+    char tok[4200];
+    snprintf(tok, sizeof tok, "%s/tokenizer/vocab.json", path);
+    if (rc == 0 && !m->tokenizer_dir[0] && is_file(tok)) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s/tokenizer", path);
+    free(unet);
+    free(text);
+    free(vae);
+    return rc;
+  }
+  char *text = sd_read_text_file(path, 1 << 20, err);
+  if (!text) return -1;
+  json_error_t jerr;
+  json_t *root = json_loads(text, 0, &jerr);
+  free(text);
+  if (!root || !json_is_object(root)) {
+    json_decref(root);
+    return sd_fail(err, "%s: not a JSON object (%s, line %d)", path, jerr.text, jerr.line);
+  }
+  json_t *t = json_object_get(root, "text"), *v = json_object_get(root, "vae");
+  if (json_is_object(t)) {
+    free(m->text_config_json);
+    m->text_config_json = json_dumps(t, JSON_COMPACT);
+  }
+  if (json_is_object(v)) {
+    free(m->vae_config_json);
+    m->vae_config_json = json_dumps(v, JSON_COMPACT);
+  }
+  int rc = 0;
+  if ((!json_is_object(t) && !json_is_object(v)) || json_is_object(json_object_get(root, "unet"))) {
+    char *u = json_dumps(root, JSON_COMPACT);
+    rc = sd_unet_config_from_json(u, &m->unet_cfg, err);
+    free(u);
+    if (rc != 0) sd_fail_prefix(err, "%s", path);
+    else m->unet_cfg_source = "--config";
+  }
+  json_decref(root);
+  return rc;
+}
+
 int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
   *out = NULL;
   sd_model *m = sd_calloc(1, sizeof *m, err);
@@ -285,13 +345,7 @@ int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
   if (rc == 0 && opt->unet_path) rc = apply_override(m, &m->unet_view, opt->unet_path, 1, err);
   if (rc == 0 && opt->text_encoder_path) rc = apply_override(m, &m->text_view, opt->text_encoder_path, 0, err);
   if (rc == 0 && !m->unet_view) rc = sd_fail(err, "%s: no UNet tensors found (not a Stable Diffusion checkpoint?)", opt->path);
-  if (rc == 0 && opt->config_path) {
-    char *text = sd_read_text_file(opt->config_path, 1 << 20, err);
-    rc = text ? sd_unet_config_from_json(text, &m->unet_cfg, err) : -1;
-    if (text && rc != 0) sd_fail_prefix(err, "%s", opt->config_path);
-    free(text);
-    m->unet_cfg_source = "--config";
-  }
+  if (rc == 0 && opt->config_path) rc = apply_config_override(m, opt->config_path, err);
   if (rc == 0 && !m->unet_cfg_source) {
     rc = sd_unet_config_infer(m->unet_view, &m->unet_cfg, err);
     m->unet_cfg_source = "inferred";
