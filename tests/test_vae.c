@@ -7,6 +7,8 @@
 #include "model/vae.h"
 #include "test_util.h"
 
+#include <jansson.h>
+
 #define TOL_REL_L2 1e-5 /* reference README: float32 with another summation order stays below 1e-5 */
 
 static sd_tensor_store *vectors;
@@ -175,6 +177,45 @@ static void check_errors(sd_tensor_store *view, const sd_vae_config *cfg) {
   sd_vae_free(&vae);
 }
 
+/* sd_vae_load as the model loader calls it: a view in either naming, config JSON or none. */
+static void check_load(sd_tensor_store *ldm_view, sd_tensor_store *ckpt, sd_tensor_store *dstore, const char *dir_json,
+                       const sd_vae_config *want) {
+  sd_error err = {{0}};
+  /* The checkpoint's __metadata__ config carries the ldm "vae" object. */
+  json_t *md = json_loads(ckpt->metadata_json ? ckpt->metadata_json : "{}", 0, NULL);
+  json_t *cfg = json_loads(json_string_value(json_object_get(md, "config")) ? json_string_value(json_object_get(md, "config")) : "{}", 0, NULL);
+  char *ldm_json = json_object_get(cfg, "vae") ? json_dumps(json_object_get(cfg, "vae"), JSON_COMPACT) : NULL;
+  json_decref(cfg);
+  json_decref(md);
+  CHECK(ldm_json != NULL, "checkpoint metadata has a vae config");
+  sd_vae_config c;
+  if (ldm_json) {
+    CHECK(sd_vae_config_from_json(ldm_json, &c, &err) == 0, "ldm json: %s", err.msg);
+    CHECK(memcmp(&c, want, sizeof c) == 0, "ldm json config agrees with the inferred one");
+  }
+  const char *configs[3] = {ldm_json, NULL, dir_json};
+  sd_tensor_store *dview = sd_view_of_prefix(dstore, "", &err); /* diffusers names, as model.c keeps them */
+  sd_tensor_store *views[3] = {ldm_view, dview, dview};
+  const char *labels[3] = {"load ldm+json", "load diffusers", "load diffusers+json"};
+  int64_t n_img = 0;
+  const float *latent = vec("vae.case1.latent", NULL), *want_img = vec("vae.case1.image", &n_img);
+  for (int k = 0; k < 3 && latent && want_img && dview; k++) {
+    sd_vae vae;
+    int rc = sd_vae_load(&vae, views[k], configs[k], &err);
+    CHECK(rc == 0, "%s: %s", labels[k], err.msg);
+    if (rc != 0) continue;
+    CHECK(vae.cfg.has_encoder && memcmp(&vae.cfg, want, sizeof *want) == 0, "%s: config", labels[k]);
+    float *image = calloc((size_t)n_img, sizeof(float));
+    rc = sd_vae_decode(&vae, latent, 1, 8, 12, image, &err);
+    CHECK(rc == 0, "%s decode: %s", labels[k], err.msg);
+    if (rc == 0) compare(labels[k], image, want_img, n_img);
+    free(image);
+    sd_vae_free(&vae);
+  }
+  sd_store_close(dview);
+  free(ldm_json);
+}
+
 int main(void) {
   const char *ref = test_reference_dir();
   char path[1024];
@@ -217,7 +258,6 @@ int main(void) {
   if (json) {
     CHECK(sd_vae_config_from_diffusers_json(json, &dcfg, &err) == 0, "config.json: %s", err.msg);
     CHECK(memcmp(&dcfg, &cfg, sizeof cfg) == 0, "config.json agrees with the inferred config");
-    free(json);
   }
   CHECK(sd_vae_config_from_diffusers_json("{\"block_out_channels\": [32, 48]}", &dcfg, &err) != 0 &&
             strstr(err.msg, "not a multiple"),
@@ -248,7 +288,9 @@ int main(void) {
     sd_tensor_store *v2 = sd_vae_view_from_diffusers(dstore, L, &err);
     CHECK(v2 && v2->count == dview->count, "sd_vae_view_from_diffusers: %s", err.msg);
     sd_store_close(v2);
+    if (view && ckpt) check_load(view, ckpt, dstore, json, &cfg);
   }
+  free(json);
   sd_store_close(dview);
   sd_store_close(dstore);
   sd_store_close(view);

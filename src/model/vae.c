@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io/names_vae.h"
 #include "io/store_view.h"
 
 #define VAE_GROUPS 32
@@ -69,7 +70,7 @@ static int json_int_field(json_t *root, const char *key, int fallback, int *out,
     return 0;
   }
   if (!json_is_integer(v) || json_integer_value(v) <= 0)
-    return sd_fail(err, "diffusers VAE config: \"%s\" is not a positive integer", key);
+    return sd_fail(err, "\"%s\" is not a positive integer", key);
   *out = (int)json_integer_value(v);
   return 0;
 }
@@ -137,8 +138,10 @@ int sd_vae_config_from_diffusers_json(const char *json_text, sd_vae_config *cfg,
       json_int_field(root, "latent_channels", 4, &cfg->z_channels, err) ||
       json_int_field(root, "in_channels", 3, &cfg->in_channels, err) ||
       json_int_field(root, "out_channels", 3, &cfg->out_ch, err) ||
-      json_int_field(root, "norm_num_groups", VAE_GROUPS, &groups, err))
+      json_int_field(root, "norm_num_groups", VAE_GROUPS, &groups, err)) {
+    sd_fail_prefix(err, "diffusers VAE config");
     goto done;
+  }
   if (cfg->num_res_blocks + 1 > SD_VAE_MAX_BLOCKS) {
     sd_fail(err, "diffusers VAE config: layers_per_block %d exceeds %d", cfg->num_res_blocks, SD_VAE_MAX_BLOCKS - 1);
     goto done;
@@ -174,6 +177,67 @@ int sd_vae_config_from_diffusers_json(const char *json_text, sd_vae_config *cfg,
 done:
   json_decref(root);
   return rc;
+}
+
+/* ldm first_stage_config ddconfig (+ embed_dim, scale_factor) as JSON, e.g. the "vae" object of a
+ * checkpoint's __metadata__ config. */
+int sd_vae_config_from_ldm_json(const char *json_text, sd_vae_config *cfg, sd_error *err) {
+  memset(cfg, 0, sizeof *cfg);
+  json_error_t jerr;
+  json_t *root = json_loads(json_text, 0, &jerr);
+  if (!root) return sd_fail(err, "ldm VAE config: invalid JSON at line %d: %s", jerr.line, jerr.text);
+  int rc = -1;
+  json_t *mult = json_object_get(root, "ch_mult"), *attn = json_object_get(root, "attn_resolutions");
+  json_t *dz = json_object_get(root, "double_z"), *sf = json_object_get(root, "scale_factor");
+  int n = json_is_array(mult) ? (int)json_array_size(mult) : 0;
+  if (!json_is_object(root) || n < 1 || n > SD_VAE_MAX_LEVELS) {
+    sd_fail(err, "ldm VAE config: \"ch_mult\" must be an array of 1 to %d integers", SD_VAE_MAX_LEVELS);
+    goto done;
+  }
+  cfg->n_levels = n;
+  for (int i = 0; i < n; i++) {
+    json_t *m = json_array_get(mult, (size_t)i);
+    if (!json_is_integer(m) || json_integer_value(m) <= 0) {
+      sd_fail(err, "ldm VAE config: ch_mult[%d] is not a positive integer", i);
+      goto done;
+    }
+    cfg->ch_mult[i] = (int)json_integer_value(m);
+  }
+  if (attn && (!json_is_array(attn) || json_array_size(attn) != 0)) {
+    sd_fail(err, "ldm VAE config: non-empty attn_resolutions (attention inside levels) is not supported");
+    goto done;
+  }
+  if (dz && !json_is_true(dz)) {
+    sd_fail(err, "ldm VAE config: double_z false is not supported");
+    goto done;
+  }
+  if (json_int_field(root, "ch", 128, &cfg->ch, err) || json_int_field(root, "out_ch", 3, &cfg->out_ch, err) ||
+      json_int_field(root, "in_channels", 3, &cfg->in_channels, err) ||
+      json_int_field(root, "z_channels", 4, &cfg->z_channels, err) ||
+      json_int_field(root, "embed_dim", cfg->z_channels, &cfg->embed_dim, err) ||
+      json_int_field(root, "num_res_blocks", 2, &cfg->num_res_blocks, err)) {
+    sd_fail_prefix(err, "ldm VAE config");
+    goto done;
+  }
+  if (sf && !json_is_number(sf)) {
+    sd_fail(err, "ldm VAE config: \"scale_factor\" is not a number");
+    goto done;
+  }
+  cfg->scale_factor = sf ? (float)json_number_value(sf) : 0.18215f;
+  cfg->has_encoder = 1;
+  rc = 0;
+done:
+  json_decref(root);
+  return rc;
+}
+
+int sd_vae_config_from_json(const char *json_text, sd_vae_config *cfg, sd_error *err) {
+  json_t *root = json_loads(json_text, 0, NULL);
+  int diffusers = json_object_get(root, "block_out_channels") || json_object_get(root, "_class_name") ||
+                  json_object_get(root, "latent_channels");
+  json_decref(root);
+  return diffusers ? sd_vae_config_from_diffusers_json(json_text, cfg, err)
+                   : sd_vae_config_from_ldm_json(json_text, cfg, err);
 }
 
 /* ---------------------------------------------------------------- weight binding */
@@ -379,8 +443,37 @@ int sd_vae_init(sd_vae *vae, const sd_vae_config *cfg, sd_tensor_store *view, sd
   return 0;
 }
 
+int sd_vae_load(sd_vae *vae, sd_tensor_store *view, const char *config_json, sd_error *err) {
+  sd_vae_config cfg;
+  sd_tensor_store *mapped = NULL;
+  memset(vae, 0, sizeof *vae);
+  if (config_json && sd_vae_config_from_json(config_json, &cfg, err) != 0)
+    return sd_fail_prefix(err, "%s", view->path);
+  if (sd_store_find(view, "decoder.conv_norm_out.weight") || sd_store_find(view, "decoder.mid_block.resnets.0.conv1.weight")) {
+    /* diffusers names: the level count (for reversing up_blocks) from the config or the keys. */
+    int n_levels = config_json ? cfg.n_levels : 0;
+    char name[64];
+    if (!config_json)
+      for (; n_levels < SD_VAE_MAX_LEVELS; n_levels++) {
+        snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.0.conv1.weight", n_levels);
+        if (!sd_store_find(view, name)) break;
+      }
+    if (!(mapped = sd_vae_view_from_diffusers(view, n_levels, err))) return -1;
+    view = mapped;
+  }
+  if (!config_json && sd_vae_config_infer(view, &cfg, err) != 0) goto fail;
+  if (!sd_store_find(view, "encoder.conv_in.weight")) cfg.has_encoder = 0; /* decoder-only files */
+  if (sd_vae_init(vae, &cfg, view, err) != 0) goto fail;
+  vae->owned_view = mapped;
+  return 0;
+fail:
+  sd_store_close(mapped);
+  return -1;
+}
+
 void sd_vae_free(sd_vae *vae) {
   if (!vae) return;
   sd_arena_free(&vae->arena);
+  sd_store_close(vae->owned_view);
   memset(vae, 0, sizeof *vae);
 }

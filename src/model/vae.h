@@ -96,6 +96,7 @@ typedef struct {
   sd_vae_encoder encoder;    /* filled when cfg.has_encoder */
   sd_conv2d quant_conv;      /* 2·z_channels -> 2·embed_dim, 1×1 */
   sd_arena arena;            /* activations, reset per call */
+  sd_tensor_store *owned_view; /* the renamed view made by sd_vae_load, or NULL */
 } sd_vae;
 
 /* Reads the architecture from the tensor shapes of a view under ldm names (decoder.*,
@@ -106,9 +107,21 @@ int sd_vae_config_infer(sd_tensor_store *view, sd_vae_config *cfg, sd_error *err
  * in/out_channels, scaling_factor). has_encoder is set. */
 int sd_vae_config_from_diffusers_json(const char *json_text, sd_vae_config *cfg, sd_error *err);
 
+/* Reads the "vae" object of an ldm-style config (ch, ch_mult, num_res_blocks, z_channels,
+ * embed_dim, in_channels, out_ch, scale_factor; attn_resolutions must be empty, double_z true). */
+int sd_vae_config_from_ldm_json(const char *json_text, sd_vae_config *cfg, sd_error *err);
+/* Either of the two, told apart by diffusers' keys (block_out_channels, latent_channels). */
+int sd_vae_config_from_json(const char *json_text, sd_vae_config *cfg, sd_error *err);
+
 /* Binds every weight of the configured VAE from the view (canonical ldm names without
  * `first_stage_model.`). On failure err lists all missing tensors and wrong shapes (got/expected). */
 int sd_vae_init(sd_vae *vae, const sd_vae_config *cfg, sd_tensor_store *view, sd_error *err);
+
+/* One call for a model's VAE part (sd_model.vae_view and vae_config_json): the view may hold
+ * canonical ldm names or diffusers names (then renamed into a view the sd_vae owns); the config
+ * comes from config_json (diffusers or ldm, may be NULL) or is inferred from the shapes.
+ * has_encoder is cleared when the file has no encoder. */
+int sd_vae_load(sd_vae *vae, sd_tensor_store *view, const char *config_json, sd_error *err);
 
 /* image[B, out_ch, f·h, f·w] = decoder(post_quant_conv(latent[B, embed_dim, h, w] / scale_factor)),
  * f = 2^(n_levels-1); raw decoder output (roughly [-1, 1], not clamped). */
