@@ -4,10 +4,18 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/kernels_extra.h"
 #include "model/vae.h"
 
 #define VAE_GROUPS 32
 #define VAE_EPS 1e-6f /* ldm Normalize(): GroupNorm(32, C, eps=1e-6) */
+/* im2col scratch per convolution: 64 MiB, instead of up to 2.4 GB for SD's 512×512 layers. */
+#define VAE_CONV_SCRATCH_FLOATS ((size_t)16 << 20)
+
+static int conv_forward(float *y, const float *x, int h, int w, const sd_conv2d *conv, int stride, int pad,
+                        int accumulate, sd_arena *arena, sd_error *err) {
+  return sd_conv2d_forward_banded(y, x, h, w, conv, stride, pad, accumulate, VAE_CONV_SCRATCH_FLOATS, arena, err);
+}
 
 /* ldm ResnetBlock (no temb; dropout is identity at inference): out[cout, h, w] from x[cin, h, w].
  * out may be x when cin == cout (the residual is then added in place). */
@@ -19,15 +27,15 @@ static int resblock_forward(float *out, float *x, int h, int w, const sd_vae_res
   float *hidden = normed ? sd_arena_floats(arena, (size_t)(rb->cout * hw), err) : NULL;
   if (!hidden) return -1;
   sd_group_norm(normed, x, rb->cin, hw, VAE_GROUPS, VAE_EPS, &rb->norm1, 1);
-  if (sd_conv2d_forward(hidden, normed, h, w, &rb->conv1, 1, 1, 0, arena, err) != 0) return -1;
+  if (conv_forward(hidden, normed, h, w, &rb->conv1, 1, 1, 0, arena, err) != 0) return -1;
   sd_group_norm(hidden, hidden, rb->cout, hw, VAE_GROUPS, VAE_EPS, &rb->norm2, 1);
   if (rb->nin_shortcut.w) {
-    if (sd_conv2d_forward(out, x, h, w, &rb->nin_shortcut, 1, 0, 0, arena, err) != 0) return -1;
+    if (conv_forward(out, x, h, w, &rb->nin_shortcut, 1, 0, 0, arena, err) != 0) return -1;
   } else if (out != x) {
     memcpy(out, x, sizeof(float) * (size_t)(rb->cout * hw));
   }
   /* out = shortcut(x) + conv2(h): conv2 accumulates onto the shortcut. */
-  if (sd_conv2d_forward(out, hidden, h, w, &rb->conv2, 1, 1, 1, arena, err) != 0) return -1;
+  if (conv_forward(out, hidden, h, w, &rb->conv2, 1, 1, 1, arena, err) != 0) return -1;
   sd_arena_release(arena, mark);
   return 0;
 }
@@ -54,7 +62,7 @@ static int attn_forward(float *x, int h, int w, const sd_vae_attn *at, sd_arena 
   float scale = (float)(1.0 / sqrt((double)c)); /* python: int(c)**(-0.5) */
   if (sd_attention(tokens, c, q, c, k, v, c, (int)hw, (int)hw, 1, c, scale, 0, arena, err) != 0) return -1;
   sd_transpose(normed, tokens, hw, c);
-  if (sd_conv2d_forward(x, normed, h, w, &at->proj_out, 1, 0, 1, arena, err) != 0) return -1;
+  if (conv_forward(x, normed, h, w, &at->proj_out, 1, 0, 1, arena, err) != 0) return -1;
   sd_arena_release(arena, mark);
   return 0;
 }
@@ -115,8 +123,8 @@ int sd_vae_decode(sd_vae *vae, const float *latent, int B, int h, int w, float *
     float *cur = buf_a, *other = buf_b;
     /* The reference divides (latent / scale_factor), not multiplies by the reciprocal. */
     for (int64_t i = 0; i < cfg->embed_dim * hw; i++) other[i] = lat[i] / cfg->scale_factor;
-    if (sd_conv2d_forward(cur, other, h, w, &vae->post_quant_conv, 1, 0, 0, arena, err) != 0) goto fail;
-    if (sd_conv2d_forward(other, cur, h, w, &dec->conv_in, 1, 1, 0, arena, err) != 0) goto fail;
+    if (conv_forward(cur, other, h, w, &vae->post_quant_conv, 1, 0, 0, arena, err) != 0) goto fail;
+    if (conv_forward(other, cur, h, w, &dec->conv_in, 1, 1, 0, arena, err) != 0) goto fail;
     cur = buf_b;
     other = buf_a;
     if (mid_forward(cur, h, w, &dec->mid, arena, err) != 0) goto fail;
@@ -131,11 +139,11 @@ int sd_vae_decode(sd_vae *vae, const float *latent, int B, int h, int w, float *
         sd_upsample_nearest2x(other, cur, c, hh, ww);
         hh *= 2;
         ww *= 2;
-        if (sd_conv2d_forward(cur, other, hh, ww, &dec->up[i].upsample, 1, 1, 0, arena, err) != 0) goto fail;
+        if (conv_forward(cur, other, hh, ww, &dec->up[i].upsample, 1, 1, 0, arena, err) != 0) goto fail;
       }
     }
     sd_group_norm(cur, cur, c, (int64_t)hh * ww, VAE_GROUPS, VAE_EPS, &dec->norm_out, 1);
-    if (sd_conv2d_forward(image + (int64_t)b * cfg->out_ch * out_hw, cur, hh, ww, &dec->conv_out, 1, 1, 0, arena,
+    if (conv_forward(image + (int64_t)b * cfg->out_ch * out_hw, cur, hh, ww, &dec->conv_out, 1, 1, 0, arena,
                           err) != 0)
       goto fail;
   }
@@ -202,7 +210,7 @@ int sd_vae_encode(sd_vae *vae, const float *image, int B, int H, int W, float *m
   for (int b = 0; b < B; b++) {
     const float *img = image + (int64_t)b * cfg->in_channels * H * W;
     float *cur = buf_a, *other = buf_b;
-    if (sd_conv2d_forward(cur, img, H, W, &enc->conv_in, 1, 1, 0, arena, err) != 0) goto fail;
+    if (conv_forward(cur, img, H, W, &enc->conv_in, 1, 1, 0, arena, err) != 0) goto fail;
     int hh = H, ww = W, c = cfg->ch;
     for (int i = 0; i < L; i++) {
       for (int j = 0; j < cfg->num_res_blocks; j++) {
@@ -212,7 +220,7 @@ int sd_vae_encode(sd_vae *vae, const float *image, int B, int H, int W, float *m
       }
       if (i != L - 1) {
         pad_right_bottom(other, cur, c, hh, ww);
-        if (sd_conv2d_forward(cur, other, hh + 1, ww + 1, &enc->down[i].downsample, 2, 0, 0, arena, err) != 0)
+        if (conv_forward(cur, other, hh + 1, ww + 1, &enc->down[i].downsample, 2, 0, 0, arena, err) != 0)
           goto fail;
         hh = sd_conv_out_size(hh + 1, 3, 2, 0);
         ww = sd_conv_out_size(ww + 1, 3, 2, 0);
@@ -220,9 +228,9 @@ int sd_vae_encode(sd_vae *vae, const float *image, int B, int H, int W, float *m
     }
     if (mid_forward(cur, hh, ww, &enc->mid, arena, err) != 0) goto fail;
     sd_group_norm(cur, cur, c, (int64_t)hh * ww, VAE_GROUPS, VAE_EPS, &enc->norm_out, 1);
-    if (sd_conv2d_forward(other, cur, hh, ww, &enc->conv_out, 1, 1, 0, arena, err) != 0) goto fail;
+    if (conv_forward(other, cur, hh, ww, &enc->conv_out, 1, 1, 0, arena, err) != 0) goto fail;
     float *out = moments + (int64_t)b * 2 * cfg->embed_dim * hh * ww;
-    if (sd_conv2d_forward(out, other, hh, ww, &vae->quant_conv, 1, 0, 0, arena, err) != 0) goto fail;
+    if (conv_forward(out, other, hh, ww, &vae->quant_conv, 1, 0, 0, arena, err) != 0) goto fail;
   }
   return 0;
 fail:
