@@ -183,7 +183,8 @@ static void check_load(sd_tensor_store *ldm_view, sd_tensor_store *ckpt, sd_tens
   sd_error err = {{0}};
   /* The checkpoint's __metadata__ config carries the ldm "vae" object. */
   json_t *md = json_loads(ckpt->metadata_json ? ckpt->metadata_json : "{}", 0, NULL);
-  json_t *cfg = json_loads(json_string_value(json_object_get(md, "config")) ? json_string_value(json_object_get(md, "config")) : "{}", 0, NULL);
+  const char *cfg_text = json_string_value(json_object_get(md, "config"));
+  json_t *cfg = json_loads(cfg_text ? cfg_text : "{}", 0, NULL);
   char *ldm_json = json_object_get(cfg, "vae") ? json_dumps(json_object_get(cfg, "vae"), JSON_COMPACT) : NULL;
   json_decref(cfg);
   json_decref(md);

@@ -26,8 +26,8 @@ int sd_vae_config_infer(sd_tensor_store *view, sd_vae_config *cfg, sd_error *err
   sd_tensor *conv_out = sd_store_find(view, "decoder.conv_out.weight");
   sd_tensor *pqc = sd_store_find(view, "post_quant_conv.weight");
   if (!conv_in || conv_in->ndim != 4 || !conv_out || conv_out->ndim != 4 || !pqc || pqc->ndim < 2)
-    return sd_fail(err, "%s: not a VAE: needs decoder.conv_in.weight, decoder.conv_out.weight and post_quant_conv.weight "
-                        "(4-d)", view->path);
+    return sd_fail(err, "%s: not a VAE: needs 4-d decoder.conv_in.weight, decoder.conv_out.weight and "
+                        "post_quant_conv.weight", view->path);
   while (cfg->n_levels < SD_VAE_MAX_LEVELS && find_f(view, "decoder.up.%d.block.0.conv1.weight", cfg->n_levels, 0))
     cfg->n_levels++;
   if (cfg->n_levels == 0) return sd_fail(err, "%s: VAE decoder has no decoder.up.0.block.0.conv1.weight", view->path);
@@ -449,7 +449,8 @@ int sd_vae_load(sd_vae *vae, sd_tensor_store *view, const char *config_json, sd_
   memset(vae, 0, sizeof *vae);
   if (config_json && sd_vae_config_from_json(config_json, &cfg, err) != 0)
     return sd_fail_prefix(err, "%s", view->path);
-  if (sd_store_find(view, "decoder.conv_norm_out.weight") || sd_store_find(view, "decoder.mid_block.resnets.0.conv1.weight")) {
+  if (sd_store_find(view, "decoder.conv_norm_out.weight") ||
+      sd_store_find(view, "decoder.mid_block.resnets.0.conv1.weight")) {
     /* diffusers names: the level count (for reversing up_blocks) from the config or the keys. */
     int n_levels = config_json ? cfg.n_levels : 0;
     char name[64];
