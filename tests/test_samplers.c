@@ -111,8 +111,9 @@ static void test_diffusers_schedule(void) {
   sd_schedule_diffusers_alphas_cumprod(ac);
   int n = (int)(sizeof expected_diffusers_ac / sizeof expected_diffusers_ac[0]);
   for (int i = 0; i < n; i++)
-    CHECK(ac[expected_diffusers_ac[i].index] == expected_diffusers_ac[i].value, "diffusers alphas_cumprod[%d] %.9g want %.9g",
-          expected_diffusers_ac[i].index, ac[expected_diffusers_ac[i].index], expected_diffusers_ac[i].value);
+    CHECK(ac[expected_diffusers_ac[i].index] == expected_diffusers_ac[i].value,
+          "diffusers alphas_cumprod[%d] %.9g want %.9g", expected_diffusers_ac[i].index,
+          ac[expected_diffusers_ac[i].index], expected_diffusers_ac[i].value);
   /* torch.linspace(0, 1, 5) = [0, 0.25, 0.5, 0.75, 1] exactly; a 1000-point run ends on both end points */
   float small[5], big[1000];
   sd_torch_linspace_f32(0.0, 1.0, 5, small);
@@ -202,7 +203,8 @@ static void test_reference(const char *ref_dir) {
     CHECK(ref != NULL, "%s missing from %s", name, path);
     int n = sd_sampler_evaluations(&cfg, &err);
     if (ref && n > 0) {
-      CHECK(sd_tensor_numel(t) == n, "%s: %lld timesteps, sampler evaluates %d", name, (long long)sd_tensor_numel(t), n);
+      CHECK(sd_tensor_numel(t) == n, "%s: %lld timesteps, sampler evaluates %d", name,
+            (long long)sd_tensor_numel(t), n);
       float got[1001];
       CHECK(sd_sampler_timesteps(&cfg, got, &err) == 0, "%s", err.msg);
       int n_diff = 0;
