@@ -181,7 +181,7 @@ int cmd_verify(int argc, char **argv) {
   static const struct {
     const char *group;
     void (*run)(verify_ctx *);
-  } groups[] = {{"unet", verify_unet}, {"text", verify_text}};
+  } groups[] = {{"unet", verify_unet}, {"text", verify_text}, {"vae", verify_vae}, {"rng", verify_rng}, {"sampler", verify_samplers}};
   for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
     if (!only || strncmp(groups[g].group, only, strlen(only)) == 0) groups[g].run(&v);
   const char *known[] = {"vae.", "vae_enc.", "ddim.", "pndm.", "lms.", "euler.", "rng.", "clip."};

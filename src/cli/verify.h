@@ -27,6 +27,9 @@ char *verify_metadata(verify_ctx *v, const char *key); /* a string entry of __me
 int verify_has_group(verify_ctx *v, const char *prefix);
 
 void verify_unet(verify_ctx *v);
+void verify_vae(verify_ctx *v);
+void verify_rng(verify_ctx *v);
+void verify_samplers(verify_ctx *v);
 /* Groups implemented beyond unet/text (vae, samplers, rng): 1 if `prefix` is handled. */
 int verify_group_supported(const char *prefix);
 

@@ -16,3 +16,8 @@ int sd_parts_text(sd_model *m, sd_clip_text *text, sd_error *err) {
   if (strcmp(m->text_layout, "openclip") == 0) cfg.skip_last_layers = 1; /* SD 2.x: penultimate layer */
   return sd_clip_text_init(text, &cfg, m->text_view, err);
 }
+
+int sd_parts_vae(sd_model *m, sd_vae *vae, sd_error *err) {
+  if (!m->vae_view) return sd_fail(err, "%s: the model has no VAE", m->path);
+  return sd_vae_load(vae, m->vae_view, m->vae_config_json, err);
+}

@@ -1,0 +1,96 @@
+/* Text to image (see txt2img.h). */
+#include "sample/txt2img.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int sd_encode_prompt(sd_pipeline *p, const char *prompt, float *context, sd_error *err) {
+  int32_t ids[SD_TOKENIZER_CONTEXT];
+  if (!p->tokenizer) return sd_fail(err, "no tokenizer: pass --tokenizer DIR (a folder with vocab.json and merges.txt)");
+  if (sd_tokenizer_encode(p->tokenizer, prompt ? prompt : "", ids, NULL, err) != 0) return -1;
+  return sd_clip_text_forward(p->text, ids, context, err);
+}
+
+typedef struct {
+  sd_pipeline *p;
+  const sd_txt2img_params *params;
+  float *context; /* [2·batch, 77, width]: uncond × batch, then cond × batch */
+  float *x2, *eps2, *t2;
+  int64_t per_image;
+  int cfg;
+} guided_ctx;
+
+/* eps = eps_u + g·(eps_c − eps_u), with the batch [uncond…, cond…] in one UNet call (diffusers order). */
+static int guided_denoise(void *ctx, const float *x_in, float t, float *eps, sd_error *err) {
+  guided_ctx *g = ctx;
+  const sd_txt2img_params *pr = g->params;
+  int n = pr->batch, B = g->cfg ? 2 * n : n;
+  int64_t m = g->per_image * n;
+  memcpy(g->x2, x_in, sizeof(float) * (size_t)m);
+  if (g->cfg) memcpy(g->x2 + m, x_in, sizeof(float) * (size_t)m);
+  for (int b = 0; b < B; b++) g->t2[b] = t;
+  const float *context = g->cfg ? g->context : g->context + (size_t)n * 77 * g->p->text->cfg.hidden;
+  if (sd_unet_forward(g->p->unet, g->x2, B, pr->latent_h, pr->latent_w, g->t2, context, 77, g->eps2, err) != 0)
+    return -1;
+  if (!g->cfg) {
+    memcpy(eps, g->eps2, sizeof(float) * (size_t)m);
+    return 0;
+  }
+  float scale = (float)pr->guidance;
+  for (int64_t i = 0; i < m; i++) eps[i] = g->eps2[i] + scale * (g->eps2[m + i] - g->eps2[i]);
+  return 0;
+}
+
+int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *pr, const float *uncond, const float *cond,
+                      float *latent, sd_torch_rng *rng, sd_error *err) {
+  int n = pr->batch, width = p->text->cfg.hidden;
+  guided_ctx g = {.p = p, .params = pr, .cfg = pr->guidance != 1.0};
+  g.per_image = (int64_t)p->unet->cfg.in_channels * pr->latent_h * pr->latent_w;
+  size_t ctx_floats = (size_t)77 * width;
+  g.context = malloc(sizeof(float) * ctx_floats * 2 * (size_t)n);
+  g.x2 = malloc(sizeof(float) * (size_t)(2 * n * g.per_image));
+  g.eps2 = malloc(sizeof(float) * (size_t)(2 * n * g.per_image));
+  g.t2 = malloc(sizeof(float) * (size_t)(2 * n));
+  int rc = -1;
+  if (!g.context || !g.x2 || !g.eps2 || !g.t2) {
+    sd_fail(err, "out of memory");
+    goto done;
+  }
+  for (int b = 0; b < n; b++) {
+    memcpy(g.context + (size_t)b * ctx_floats, uncond, sizeof(float) * ctx_floats);
+    memcpy(g.context + (size_t)(n + b) * ctx_floats, cond, sizeof(float) * ctx_floats);
+  }
+  sd_sampler_config sc = {.name = pr->sampler, .steps = pr->steps, .eta = pr->eta};
+  rc = sd_sample(&sc, latent, g.per_image * n, guided_denoise, &g, rng, pr->progress, err);
+done:
+  free(g.context);
+  free(g.x2);
+  free(g.eps2);
+  free(g.t2);
+  return rc;
+}
+
+int sd_txt2img(sd_pipeline *p, const sd_txt2img_params *pr, float *latent_out, float *image, sd_error *err) {
+  int width = p->text->cfg.hidden;
+  int64_t numel = (int64_t)pr->batch * p->unet->cfg.in_channels * pr->latent_h * pr->latent_w;
+  float *uncond = malloc(sizeof(float) * 77 * (size_t)width), *cond = malloc(sizeof(float) * 77 * (size_t)width);
+  float *latent = latent_out ? latent_out : malloc(sizeof(float) * (size_t)numel);
+  int rc = -1;
+  if (!uncond || !cond || !latent) {
+    sd_fail(err, "out of memory");
+    goto done;
+  }
+  if (sd_encode_prompt(p, pr->negative ? pr->negative : "", uncond, err) != 0) goto done;
+  if (sd_encode_prompt(p, pr->prompt, cond, err) != 0) goto done;
+  sd_torch_rng rng;
+  sd_torch_rng_seed(&rng, pr->seed);
+  sd_torch_randn(&rng, latent, numel);
+  if (sd_txt2img_sample(p, pr, uncond, cond, latent, &rng, err) != 0) goto done;
+  if (image && sd_vae_decode(p->vae, latent, pr->batch, pr->latent_h, pr->latent_w, image, err) != 0) goto done;
+  rc = 0;
+done:
+  free(uncond);
+  free(cond);
+  if (!latent_out) free(latent);
+  return rc;
+}
