@@ -33,10 +33,10 @@ n_cases=$(wc -l < "$TMP/want.txt")
 
 check "--help" bash -c "'$BIN' tokenize --help | grep -q -- --tokenizer"
 
-env -u SDPRUNE_TOKENIZER "$BIN" tokenize --prompt x > /dev/null 2> "$TMP/err"
+env -u SDPRUNE_TOKENIZER "$BIN" tokenize --prompt "a photo of a cat" > "$TMP/default.txt" 2> "$TMP/err"
 rc=$?
-check "no tokenizer: exit 2 (got $rc)" test $rc -eq 2
-check "no tokenizer: message" grep -q -- "--tokenizer" "$TMP/err"
+check "bundled default tokenizer: exit 0 (got $rc)" test $rc -eq 0
+check "bundled default tokenizer: ids" grep -q "^49406 320 1125 539 320 2368 49407 49407" "$TMP/default.txt"
 
 "$BIN" tokenize --tokenizer "$TMP/nowhere" --prompt x > /dev/null 2> "$TMP/err"
 rc=$?

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "model/model.h"
 #include "model/tokenizer.h"
 
 static void usage(FILE *out) {
@@ -14,7 +15,7 @@ static void usage(FILE *out) {
           "Prints the %d CLIP token ids (bos, up to 75 tokens, eos, eos padding), space-separated, one line\n"
           "per prompt. Prompts come from --prompt (repeatable), else one per line from --file, else stdin.\n\n"
           "  --tokenizer DIR  folder with vocab.json and merges.txt (a diffusers model's tokenizer/);\n"
-          "                   default: $SDPRUNE_TOKENIZER\n"
+          "                   default: $SDPRUNE_TOKENIZER, else the bundled SD 1.x CLIP tokenizer\n"
           "  --file FILE      read prompts from FILE, one per line\n"
           "  --prompt TEXT    tokenize TEXT (may be given several times)\n"
           "  --help           this text\n",
@@ -55,7 +56,8 @@ static int tokenize_lines(sd_tokenizer *tok, FILE *f, const char *source) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-  const char *dir = getenv("SDPRUNE_TOKENIZER"), *file = NULL;
+  static char default_dir[4096];
+  const char *dir = sd_default_tokenizer_dir(default_dir, sizeof default_dir) ? default_dir : NULL, *file = NULL;
   int n_prompts = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

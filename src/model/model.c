@@ -328,6 +328,22 @@ static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
   return rc;
 }
 
+int sd_default_tokenizer_dir(char *out, size_t n) {
+  const char *env = getenv("SDPRUNE_TOKENIZER");
+  char probe[4200];
+  if (env && *env) {
+    snprintf(out, n, "%s", env);
+    return 1;
+  }
+  snprintf(probe, sizeof probe, "%s/clip-tokenizer/vocab.json", SDPRUNE_DATA_DIR);
+  if (is_file(probe)) {
+    snprintf(out, n, "%s/clip-tokenizer", SDPRUNE_DATA_DIR);
+    return 1;
+  }
+  out[0] = 0;
+  return 0;
+}
+
 int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
   *out = NULL;
   sd_model *m = sd_calloc(1, sizeof *m, err);
@@ -351,6 +367,7 @@ int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
     m->unet_cfg_source = "inferred";
   }
   if (rc == 0 && opt->tokenizer_dir) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s", opt->tokenizer_dir);
+  if (rc == 0 && !m->tokenizer_dir[0]) sd_default_tokenizer_dir(m->tokenizer_dir, sizeof m->tokenizer_dir);
   if (rc != 0) {
     sd_model_close(m);
     return -1;

@@ -37,6 +37,10 @@ typedef struct {
 int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err);
 void sd_model_close(sd_model *m);
 
+/* The tokenizer used when neither the model nor --tokenizer names one: $SDPRUNE_TOKENIZER, else the
+ * CLIP tokenizer bundled with sdprune (src/data/clip-tokenizer, the SD 1.x vocabulary). Returns 0 if none. */
+int sd_default_tokenizer_dir(char *out, size_t n);
+
 /* Reads a whole (small) text file; NULL with err set on failure. */
 char *sd_read_text_file(const char *path, size_t max_bytes, sd_error *err);
 

@@ -1,0 +1,25 @@
+# Thin wrapper for the two set-up commands of the README. Everything real lives in CMake.
+BUILD ?= build
+JOBS ?= 2
+
+.PHONY: all deps build test demo clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Runs the test suite (ctest prints the counts on its last line).
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The main job on the embedded default: a synthesised tiny model and the bundled prompts.
+demo: build
+	@bash jobs/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) out
