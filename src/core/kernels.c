@@ -1,6 +1,7 @@
 /* Numeric building blocks (see kernels.h). Reductions that decide accuracy (norm statistics,
  * softmax sums) accumulate in double; everything else is float32 like the torch reference. */
 #include "core/kernels.h"
+#include "core/vmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -113,10 +114,8 @@ void sd_group_norm(float *y, const float *x, int c, int64_t hw, int groups, floa
       float scale = inv * n->gamma[ch], shift = n->beta[ch];
       const float *src = xg + (int64_t)ci * hw;
       float *dst = y + (int64_t)ch * hw;
-      for (int64_t i = 0; i < hw; i++) {
-        float v = (src[i] - fmean) * scale + shift;
-        dst[i] = silu ? v / (1.0f + expf(-v)) : v;
-      }
+      for (int64_t i = 0; i < hw; i++) dst[i] = (src[i] - fmean) * scale + shift;
+      if (silu) sd_silu_vec(dst, dst, hw);
     }
   }
 }
@@ -139,8 +138,9 @@ void sd_layer_norm(float *y, const float *x, int64_t t, int c, float eps, const 
 }
 
 void sd_silu_inplace(float *x, int64_t n) {
+  const int64_t chunk = 16384;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+  for (int64_t i = 0; i < n; i += chunk) sd_silu_vec(x + i, x + i, n - i < chunk ? n - i : chunk);
 }
 
 void sd_gelu_inplace(float *x, int64_t n) {
@@ -156,27 +156,18 @@ void sd_quick_gelu_inplace(float *x, int64_t n) {
 void sd_geglu(float *out, const float *in, int64_t t, int inner) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < t; i++) {
-    const float *a = in + i * 2 * inner, *g = a + inner;
-    float *o = out + i * inner;
-    for (int j = 0; j < inner; j++) o[j] = a[j] * sd_gelu_erf(g[j]);
+    const float *a = in + i * 2 * inner;
+    sd_geglu_row(out + i * inner, a, a + inner, inner);
   }
 }
 
-/* Row-wise softmax of s[rows, cols] in place; cols beyond valid[r] (causal) are zeroed. */
+/* Row-wise softmax of s[rows, cols] in place; with causal, keys after the query (row0 + r) get 0. */
 static void softmax_rows(float *s, int rows, int cols, int ld, int row0, int causal) {
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
     float *row = s + (int64_t)r * ld;
     int valid = causal ? (row0 + r + 1 < cols ? row0 + r + 1 : cols) : cols;
-    float mx = row[0];
-    for (int j = 1; j < valid; j++) mx = row[j] > mx ? row[j] : mx;
-    double sum = 0;
-    for (int j = 0; j < valid; j++) {
-      row[j] = expf(row[j] - mx);
-      sum += row[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int j = 0; j < valid; j++) row[j] *= inv;
+    sd_softmax_row(row, valid);
     for (int j = valid; j < cols; j++) row[j] = 0.0f;
   }
 }
