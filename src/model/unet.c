@@ -300,3 +300,48 @@ const char *sd_unet_site(const sd_unet *u, int index) {
   if (!s) s = find_site(u->output_blocks, u->n_output_blocks, index);
   return s;
 }
+
+/* ---- FLOP count (2 per multiply-add), from the module tree ---- */
+
+static double conv_flops(const sd_conv2d *c, int64_t out_pixels) { return 2.0 * c->cout * c->cin * c->k * c->k * out_pixels; }
+
+static double transformer_flops(const sd_unet_transformer *st, int B, int64_t T, int S, int ctx_dim) {
+  double d = st->inner, f = 2.0 * st->channels * d * T * 2; /* proj_in + proj_out */
+  for (int i = 0; i < st->depth; i++) {
+    double ff = st->blocks[i].ff_inner;
+    f += 2.0 * T * d * d * 4;            /* attn1 q, k, v, out */
+    f += 2.0 * T * d * d * 2 + 2.0 * S * ctx_dim * d * 2; /* attn2 q, out; k, v from the context */
+    f += 2.0 * T * T * d * 2;            /* attn1 scores and weighted sum */
+    f += 2.0 * T * S * d * 2;            /* attn2 */
+    f += 2.0 * T * d * ff * 2 + 2.0 * T * ff * d; /* GEGLU proj (2·ff) and net.2 */
+  }
+  return f * B;
+}
+
+static double block_flops(const sd_unet *u, const sd_unet_block *blk, int B, int H, int W, int S) {
+  int64_t hw = (int64_t)(H >> blk->level) * (W >> blk->level);
+  double f = 0;
+  for (int i = 0; i < blk->n_layers; i++) {
+    const sd_unet_layer *l = &blk->layers[i];
+    switch (l->kind) {
+    case SD_LAYER_CONV: f += B * conv_flops(&l->conv, hw); break;
+    case SD_LAYER_DOWN: f += B * conv_flops(&l->conv, hw); break; /* hw is already the output level's */
+    case SD_LAYER_UP: f += B * conv_flops(&l->conv, hw * 4); break;
+    case SD_LAYER_RES:
+      f += B * (conv_flops(&l->res.in_conv, hw) + conv_flops(&l->res.out_conv, hw));
+      if (l->res.skip.w) f += B * conv_flops(&l->res.skip, hw);
+      break;
+    case SD_LAYER_ATTN: f += transformer_flops(&l->attn, B, hw, S, u->cfg.context_dim); break;
+    }
+  }
+  return f;
+}
+
+double sd_unet_flops(const sd_unet *u, int B, int H, int W, int ctx_len) {
+  double f = 0;
+  for (int i = 0; i < u->n_input_blocks; i++) f += block_flops(u, &u->input_blocks[i], B, H, W, ctx_len);
+  f += block_flops(u, &u->middle, B, H, W, ctx_len);
+  for (int i = 0; i < u->n_output_blocks; i++) f += block_flops(u, &u->output_blocks[i], B, H, W, ctx_len);
+  f += B * conv_flops(&u->out_conv, (int64_t)H * W);
+  return f;
+}
