@@ -294,8 +294,8 @@ static void load_fails(const char *path, const char *tmpl, const char *frag1, co
 static void test_synthetic(void) {
   /* BOM, CR-only line ends, quotes, pandas float seeds, a short record, a trailing empty field. */
   sd_prompt_set *set = load_ok(
-      WRITE_TMP("bom.csv", "\xEF\xBB\xBFprompt,evaluation_seed,guidance_scale,extra\r\"a, \"\"b\"\"\",18446744073709551615,"
-                           "7,x\r\rplain,1234.0,7.25,\rlast,,\n"),
+      WRITE_TMP("bom.csv", "\xEF\xBB\xBFprompt,evaluation_seed,guidance_scale,extra\r"
+                           "\"a, \"\"b\"\"\",18446744073709551615,7,x\r\rplain,1234.0,7.25,\rlast,,\n"),
       NULL);
   if (set) {
     CHECK(set->n_rows == 3, "bom rows %d", set->n_rows);

@@ -321,7 +321,9 @@ static void add_param(strbuf *sb, int *first, const char *key, const char *value
   free(quoted);
 }
 
-static int is_py_space(unsigned char ch) { return ch == ' ' || (ch >= 0x09 && ch <= 0x0D) || (ch >= 0x1C && ch <= 0x1F); }
+static int is_py_space(unsigned char ch) {
+  return ch == ' ' || (ch >= 0x09 && ch <= 0x0D) || (ch >= 0x1C && ch <= 0x1F);
+}
 
 char *sd_a1111_parameters(const char *prompt, const char *negative, int steps, const char *sampler_name,
                           double cfg_scale, uint64_t seed, int width, int height, const char *model_hash,

@@ -66,7 +66,8 @@ static int parse_csv(const char *path, const char *data, size_t len, char *out, 
       if (pos < len && data[pos] == '"') {
         pos++;
         for (;;) {
-          if (pos >= len) return sd_fail(err, "%s:%d: unterminated quoted field (end of file inside quotes)", path, record_line);
+          if (pos >= len)
+            return sd_fail(err, "%s:%d: unterminated quoted field (end of file inside quotes)", path, record_line);
           char c = data[pos];
           if (c == '"') {
             if (pos + 1 < len && data[pos + 1] == '"') {
