@@ -259,9 +259,15 @@ int cmd_generate(int argc, char **argv) {
     snprintf(model_hash, sizeof model_hash, "%.10s", m->hash);
   }
   int factor = 1 << (vae.cfg.n_levels - 1), unet_mult = 1 << (unet.cfg.n_levels - 1);
-  if (!single_file && mkdir_p(o.out) != 0) {
-    sd_fail(&err, "%s: cannot create output folder: %s", o.out, strerror(errno));
-    goto fail;
+  {
+    char folder[4096];
+    snprintf(folder, sizeof folder, "%s", o.out);
+    char *slash = strrchr(folder, '/');
+    if (single_file && slash) *slash = 0;
+    if ((!single_file || slash) && mkdir_p(folder) != 0) {
+      sd_fail(&err, "%s: cannot create output folder: %s", folder, strerror(errno));
+      goto fail;
+    }
   }
   sd_pipeline p = {.unet = &unet, .text = &text, .vae = &vae, .tokenizer = tok};
   prog.n_items = n_items;
