@@ -2,7 +2,7 @@
 # Installs the Debian packages sdprune needs to build, test and run (only those missing).
 # Needs root for apt-get; prints what is missing otherwise.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libopenblas-dev libjansson-dev libpcre2-dev libutf8proc-dev
+packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev
   libzip-dev libpng-dev libhdf5-dev libopenmpi-dev openmpi-bin python3 python3-numpy python3-h5py)
 missing=()
 for p in "${packages[@]}"; do

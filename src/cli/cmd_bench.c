@@ -20,7 +20,7 @@
 typedef struct {
   sd_cli_common common;
   const char *arch, *cache_dir;
-  int batch, repeat, hooks;
+  int batch, repeat, hooks, profile;
   int n_shapes, lat_h[MAX_SHAPES], lat_w[MAX_SHAPES];
 } bench_options;
 
@@ -36,6 +36,7 @@ static void usage(FILE *out) {
                "  --latent HxW,...  latent sizes (default 64x64,32x32; 64x64 is a 512x512 image)\n"
                "  --repeat N        timed evaluations per shape (default 3)\n"
                "  --hooks           also time with an FFN hook that accumulates per-neuron sum and sum of squares\n"
+               "  --profile         print seconds per operation kind (conv, norm, linear, attention, ...)\n"
                "  --cache-dir DIR   where the synthesised checkpoint is kept (default $TMPDIR/sdprune-bench)\n");
   sd_cli_common_help(out, 1);
 }
@@ -247,6 +248,10 @@ int cmd_bench(int argc, char **argv) {
       o.hooks = 1;
       continue;
     }
+    if (!strcmp(a, "--profile")) {
+      o.profile = 1;
+      continue;
+    }
     if (!(v = sd_cli_value("bench", argc, argv, &i))) return 2;
     if (!strcmp(a, "--arch")) o.arch = v;
     else if (!strcmp(a, "--cache-dir")) o.cache_dir = v;
@@ -303,6 +308,8 @@ int cmd_bench(int argc, char **argv) {
     double dense_time = time_gemm_set(&dense, &dense_flops), attn_time = time_gemm_set(&attn, &attn_flops);
     double sgemm_rate = dense_flops / dense_time;
     double median;
+    unet.profile = o.profile;
+    memset(unet.profile_seconds, 0, sizeof unet.profile_seconds);
     if (time_unet(&unet, o.batch, H, W, o.repeat, unet.cfg.context_dim, &median, &err) != 0) {
       fprintf(stderr, "sdprune bench: %s\n", err.msg);
       status = 1;
@@ -318,6 +325,16 @@ int cmd_bench(int argc, char **argv) {
     printf("           (sgemm on attention shapes: %.1f GFLOP/s, %.0f%% of the dense rate; at sgemm speed the whole\n"
            "            evaluation would take %.3f s)\n",
            attn_flops / attn_time / 1e9, 100.0 * (attn_flops / attn_time) / sgemm_rate, dense_time + attn_time);
+    if (o.profile) {
+      double accounted = 0;
+      printf("           profile per evaluation:");
+      for (int k = 0; k < SD_UNET_PROFILE_KINDS; k++) {
+        double sec = unet.profile_seconds[k] / (o.repeat + 1);
+        accounted += sec;
+        if (sec > 0) printf(" %s %.3f", sd_unet_profile_names[k], sec);
+      }
+      printf(" untimed %.3f\n", median - accounted);
+    }
     if (o.hooks) {
       sd_unet hooked;
       stats.max_channels = 0;

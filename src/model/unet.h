@@ -81,6 +81,19 @@ typedef struct {
   sd_unet_tblock *blocks;
 } sd_unet_transformer;
 
+/* Operation kinds timed when sd_unet.profile is set (bench --profile). */
+enum {
+  SD_PROF_CONV,
+  SD_PROF_NORM,
+  SD_PROF_LINEAR,
+  SD_PROF_ATTENTION,
+  SD_PROF_GEGLU,
+  SD_PROF_HOOKS,
+  SD_PROF_OTHER,
+  SD_UNET_PROFILE_KINDS
+};
+extern const char *const sd_unet_profile_names[SD_UNET_PROFILE_KINDS];
+
 typedef enum { SD_LAYER_CONV, SD_LAYER_RES, SD_LAYER_ATTN, SD_LAYER_DOWN, SD_LAYER_UP } sd_unet_layer_kind;
 
 typedef struct {
@@ -109,6 +122,8 @@ typedef struct {
   sd_unet_hooks hooks;
   int hooks_on;
   sd_arena skips, work; /* activations: skip stack, and working buffers + scratch */
+  int profile;           /* 1: accumulate seconds per operation kind into profile_seconds */
+  double profile_seconds[SD_UNET_PROFILE_KINDS];
 } sd_unet;
 
 /* Builds the module tree for cfg and binds every weight from view; all missing tensors are listed

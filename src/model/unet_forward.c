@@ -4,8 +4,18 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/unet.h"
+
+const char *const sd_unet_profile_names[SD_UNET_PROFILE_KINDS] = {"conv",  "norm",  "linear", "attention",
+                                                                  "geglu", "hooks", "other"};
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 typedef struct {
   sd_unet *u;
@@ -18,6 +28,35 @@ typedef struct {
   sd_error *err;
 } fwd_ctx;
 
+/* Timed wrappers: the kernels, with their seconds added to the profile when it is on. */
+#define TIMED(f, kind, call)                                                                                           \
+  do {                                                                                                                 \
+    double prof_t0 = (f)->u->profile ? now_seconds() : 0;                                                              \
+    call;                                                                                                              \
+    if ((f)->u->profile)                                                                                               \
+      (f)->u->profile_seconds[kind] += now_seconds() - prof_t0;                                                        \
+  } while (0)
+
+static int t_conv(fwd_ctx *f, float *y, const float *x, int h, int w, const sd_conv2d *c, int stride, int pad,
+                  int acc) {
+  int rc;
+  TIMED(f, SD_PROF_CONV, rc = sd_conv2d_forward(y, x, h, w, c, stride, pad, acc, f->scratch, f->err));
+  return rc;
+}
+static void t_linear(fwd_ctx *f, float *y, const float *x, int64_t m, const sd_linear *l) {
+  TIMED(f, SD_PROF_LINEAR, sd_linear_forward(y, x, m, l));
+}
+static void t_linear_acc(fwd_ctx *f, float *y, const float *x, int64_t m, const sd_linear *l) {
+  TIMED(f, SD_PROF_LINEAR, sd_linear_forward_acc(y, x, m, l));
+}
+static void t_group_norm(fwd_ctx *f, float *y, const float *x, int c, int64_t hw, float eps, const sd_norm *n,
+                         int silu) {
+  TIMED(f, SD_PROF_NORM, sd_group_norm(y, x, c, hw, f->u->cfg.norm_groups, eps, n, silu));
+}
+static void t_layer_norm(fwd_ctx *f, float *y, const float *x, int64_t t, int c, const sd_norm *n) {
+  TIMED(f, SD_PROF_NORM, sd_layer_norm(y, x, t, c, 1e-5f, n));
+}
+
 /* ldm timestep_embedding, in float32 as upstream: [cos(t·f), sin(t·f)], f_i = exp(-ln(1e4)·i/half). */
 static void timestep_embedding(float *out, const float *t, int B, int dim) {
   int half = dim / 2;
@@ -29,7 +68,8 @@ static void timestep_embedding(float *out, const float *t, int B, int dim) {
       out[b * dim + i] = cosf(arg);
       out[b * dim + half + i] = sinf(arg);
     }
-    if (dim % 2) out[b * dim + dim - 1] = 0.0f;
+    if (dim % 2)
+      out[b * dim + dim - 1] = 0.0f;
   }
 }
 
@@ -41,24 +81,29 @@ static int resblock_forward(fwd_ctx *f, const sd_unet_resblock *r, const float *
   float *emb_out = sd_arena_floats(f->scratch, (size_t)f->B * r->cout, f->err);
   float *a = sd_arena_floats(f->scratch, (size_t)(r->cin * hw), f->err);
   float *c1 = sd_arena_floats(f->scratch, (size_t)(r->cout * hw), f->err);
-  if (!emb_out || !a || !c1) return -1;
-  sd_linear_forward(emb_out, f->emb_act, f->B, &r->emb_proj);
+  if (!emb_out || !a || !c1)
+    return -1;
+  t_linear(f, emb_out, f->emb_act, f->B, &r->emb_proj);
   for (int b = 0; b < f->B; b++) {
     const float *xb = in + (int64_t)b * r->cin * hw;
     float *yb = out + (int64_t)b * r->cout * hw;
-    sd_group_norm(a, xb, r->cin, hw, u->cfg.norm_groups, u->cfg.norm_eps, &r->in_norm, 1);
-    if (sd_conv2d_forward(c1, a, h, w, &r->in_conv, 1, 1, 0, f->scratch, f->err) != 0) return -1;
+    t_group_norm(f, a, xb, r->cin, hw, u->cfg.norm_eps, &r->in_norm, 1);
+    if (t_conv(f, c1, a, h, w, &r->in_conv, 1, 1, 0) != 0)
+      return -1;
     const float *e = emb_out + (int64_t)b * r->cout;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < r->cout; c++)
-      for (int64_t i = 0; i < hw; i++) c1[c * hw + i] += e[c];
-    sd_group_norm(c1, c1, r->cout, hw, u->cfg.norm_groups, u->cfg.norm_eps, &r->out_norm, 1);
+      for (int64_t i = 0; i < hw; i++)
+        c1[c * hw + i] += e[c];
+    t_group_norm(f, c1, c1, r->cout, hw, u->cfg.norm_eps, &r->out_norm, 1);
     if (r->skip.w) {
-      if (sd_conv2d_forward(yb, xb, h, w, &r->skip, 1, 0, 0, f->scratch, f->err) != 0) return -1;
+      if (t_conv(f, yb, xb, h, w, &r->skip, 1, 0, 0) != 0)
+        return -1;
     } else if (yb != xb) { /* the middle block's ResBlocks run in place */
       memcpy(yb, xb, sizeof(float) * (size_t)(r->cout * hw));
     }
-    if (sd_conv2d_forward(yb, c1, h, w, &r->out_conv, 1, 1, 1, f->scratch, f->err) != 0) return -1;
+    if (t_conv(f, yb, c1, h, w, &r->out_conv, 1, 1, 1) != 0)
+      return -1;
   }
   sd_arena_release(f->scratch, mark);
   return 0;
@@ -81,47 +126,60 @@ static int tblock_forward(fwd_ctx *f, const sd_unet_transformer *st, const sd_un
   float *k = sd_arena_floats(f->scratch, (size_t)((BT > (int64_t)B * S ? BT : (int64_t)B * S) * dim), f->err);
   float *v = sd_arena_floats(f->scratch, (size_t)((BT > (int64_t)B * S ? BT : (int64_t)B * S) * dim), f->err);
   float *a = sd_arena_floats(f->scratch, (size_t)(BT * dim), f->err);
-  if (!n || !q || !k || !v || !a) return -1;
+  if (!n || !q || !k || !v || !a)
+    return -1;
 
   /* x = attn1(norm1(x)) + x */
-  sd_layer_norm(n, x, BT, dim, 1e-5f, &tb->norm1);
-  sd_linear_forward(q, n, BT, &tb->attn1_q);
-  sd_linear_forward(k, n, BT, &tb->attn1_k);
-  sd_linear_forward(v, n, BT, &tb->attn1_v);
-  for (int b = 0; b < B; b++)
-    if (sd_attention(a + b * T * dim, dim, q + b * T * dim, dim, k + b * T * dim, v + b * T * dim, dim, (int)T, (int)T,
-                     st->heads, st->dim_head, scale, 0, f->scratch, f->err) != 0)
+  t_layer_norm(f, n, x, BT, dim, &tb->norm1);
+  t_linear(f, q, n, BT, &tb->attn1_q);
+  t_linear(f, k, n, BT, &tb->attn1_k);
+  t_linear(f, v, n, BT, &tb->attn1_v);
+  for (int b = 0; b < B; b++) {
+    int arc;
+    TIMED(f, SD_PROF_ATTENTION,
+          arc = sd_attention(a + b * T * dim, dim, q + b * T * dim, dim, k + b * T * dim, v + b * T * dim, dim, (int)T,
+                             (int)T, st->heads, st->dim_head, scale, 0, f->scratch, f->err));
+    if (arc != 0)
       return -1;
-  sd_linear_forward_acc(x, a, BT, &tb->attn1_out);
+  }
+  t_linear_acc(f, x, a, BT, &tb->attn1_out);
 
   /* x = attn2(norm2(x), context) + x */
-  sd_layer_norm(n, x, BT, dim, 1e-5f, &tb->norm2);
-  sd_linear_forward(q, n, BT, &tb->attn2_q);
-  sd_linear_forward(k, f->context, (int64_t)B * S, &tb->attn2_k);
-  sd_linear_forward(v, f->context, (int64_t)B * S, &tb->attn2_v);
-  for (int b = 0; b < B; b++)
-    if (sd_attention(a + b * T * dim, dim, q + b * T * dim, dim, k + (int64_t)b * S * dim, v + (int64_t)b * S * dim, dim,
-                     (int)T, S, st->heads, st->dim_head, scale, 0, f->scratch, f->err) != 0)
+  t_layer_norm(f, n, x, BT, dim, &tb->norm2);
+  t_linear(f, q, n, BT, &tb->attn2_q);
+  t_linear(f, k, f->context, (int64_t)B * S, &tb->attn2_k);
+  t_linear(f, v, f->context, (int64_t)B * S, &tb->attn2_v);
+  for (int b = 0; b < B; b++) {
+    int arc;
+    TIMED(f, SD_PROF_ATTENTION,
+          arc = sd_attention(a + b * T * dim, dim, q + b * T * dim, dim, k + (int64_t)b * S * dim,
+                             v + (int64_t)b * S * dim, dim, (int)T, S, st->heads, st->dim_head, scale, 0, f->scratch,
+                             f->err));
+    if (arc != 0)
       return -1;
+  }
   if (tb->hook_attn2) {
-    sd_linear_forward(n, a, BT, &tb->attn2_out);
-    hook(f, tb, SD_HOOK_ATTN2_OUT, n, T, dim);
+    t_linear(f, n, a, BT, &tb->attn2_out);
+    TIMED(f, SD_PROF_HOOKS, hook(f, tb, SD_HOOK_ATTN2_OUT, n, T, dim));
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < BT * dim; i++) x[i] += n[i];
+    for (int64_t i = 0; i < BT * dim; i++)
+      x[i] += n[i];
   } else {
-    sd_linear_forward_acc(x, a, BT, &tb->attn2_out);
+    t_linear_acc(f, x, a, BT, &tb->attn2_out);
   }
   (void)ctxd;
 
   /* x = ff(norm3(x)) + x, ff = net.2(GEGLU(net.0.proj(.))) */
-  sd_layer_norm(n, x, BT, dim, 1e-5f, &tb->norm3);
+  t_layer_norm(f, n, x, BT, dim, &tb->norm3);
   float *proj = sd_arena_floats(f->scratch, (size_t)(BT * 2 * tb->ff_inner), f->err);
   float *neurons = sd_arena_floats(f->scratch, (size_t)(BT * tb->ff_inner), f->err);
-  if (!proj || !neurons) return -1;
-  sd_linear_forward(proj, n, BT, &tb->ff_proj);
-  sd_geglu(neurons, proj, BT, tb->ff_inner);
-  if (tb->hook_ff) hook(f, tb, SD_HOOK_FF_NEURONS, neurons, T, tb->ff_inner);
-  sd_linear_forward_acc(x, neurons, BT, &tb->ff_out);
+  if (!proj || !neurons)
+    return -1;
+  t_linear(f, proj, n, BT, &tb->ff_proj);
+  TIMED(f, SD_PROF_GEGLU, sd_geglu(neurons, proj, BT, tb->ff_inner));
+  if (tb->hook_ff)
+    TIMED(f, SD_PROF_HOOKS, hook(f, tb, SD_HOOK_FF_NEURONS, neurons, T, tb->ff_inner));
+  t_linear_acc(f, x, neurons, BT, &tb->ff_out);
   sd_arena_release(f->scratch, mark);
   return 0;
 }
@@ -133,9 +191,10 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
   size_t mark = sd_arena_mark(f->scratch);
   float *tokens = sd_arena_floats(f->scratch, (size_t)(B * T * dim), f->err);
   float *g = sd_arena_floats(f->scratch, (size_t)(C * T), f->err);
-  if (!tokens || !g) return -1;
+  if (!tokens || !g)
+    return -1;
   for (int b = 0; b < B; b++) {
-    sd_group_norm(g, x + (int64_t)b * C * T, C, T, f->u->cfg.norm_groups, f->u->cfg.st_norm_eps, &st->norm, 0);
+    t_group_norm(f, g, x + (int64_t)b * C * T, C, T, f->u->cfg.st_norm_eps, &st->norm, 0);
     /* tokens_b[T, dim] = gᵀ[T, C] · W_inᵀ + b: the rearrange 'b c h w -> b (h w) c' folded into the product */
     float *tb = tokens + (int64_t)b * T * dim;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)T, dim, C, 1.0f, g, (int)T, st->proj_in.w, C, 0.0f, tb,
@@ -143,11 +202,13 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
     if (st->proj_in.b) {
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < T; i++)
-        for (int j = 0; j < dim; j++) tb[i * dim + j] += st->proj_in.b[j];
+        for (int j = 0; j < dim; j++)
+          tb[i * dim + j] += st->proj_in.b[j];
     }
   }
   for (int d = 0; d < st->depth; d++)
-    if (tblock_forward(f, st, &st->blocks[d], tokens, T) != 0) return -1;
+    if (tblock_forward(f, st, &st->blocks[d], tokens, T) != 0)
+      return -1;
   for (int b = 0; b < B; b++) {
     float *xb = x + (int64_t)b * C * T;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, (int)T, dim, 1.0f, st->proj_out.w, dim,
@@ -155,7 +216,8 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
     if (st->proj_out.b) {
 #pragma omp parallel for schedule(static)
       for (int c = 0; c < C; c++)
-        for (int64_t i = 0; i < T; i++) xb[c * T + i] += st->proj_out.b[c];
+        for (int64_t i = 0; i < T; i++)
+          xb[c * T + i] += st->proj_out.b[c];
     }
   }
   sd_arena_release(f->scratch, mark);
@@ -165,8 +227,8 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
 static int conv_batch(fwd_ctx *f, const sd_conv2d *conv, const float *in, float *out, int h, int w, int stride) {
   int ho = sd_conv_out_size(h, conv->k, stride, 1), wo = sd_conv_out_size(w, conv->k, stride, 1);
   for (int b = 0; b < f->B; b++)
-    if (sd_conv2d_forward(out + (int64_t)b * conv->cout * ho * wo, in + (int64_t)b * conv->cin * h * w, h, w, conv,
-                          stride, 1, 0, f->scratch, f->err) != 0)
+    if (t_conv(f, out + (int64_t)b * conv->cout * ho * wo, in + (int64_t)b * conv->cin * h * w, h, w, conv, stride, 1,
+               0) != 0)
       return -1;
   return 0;
 }
@@ -178,16 +240,20 @@ static int block_forward(fwd_ctx *f, const sd_unet_block *blk, const float *in, 
     const sd_unet_layer *l = &blk->layers[i];
     switch (l->kind) {
     case SD_LAYER_CONV:
-      if (conv_batch(f, &l->conv, in, out, *h, *w, 1) != 0) return -1;
+      if (conv_batch(f, &l->conv, in, out, *h, *w, 1) != 0)
+        return -1;
       break;
     case SD_LAYER_RES:
-      if (resblock_forward(f, &l->res, in, out, *h, *w) != 0) return -1;
+      if (resblock_forward(f, &l->res, in, out, *h, *w) != 0)
+        return -1;
       break;
     case SD_LAYER_ATTN:
-      if (transformer_forward(f, &l->attn, out, *h, *w) != 0) return -1;
+      if (transformer_forward(f, &l->attn, out, *h, *w) != 0)
+        return -1;
       break;
     case SD_LAYER_DOWN:
-      if (conv_batch(f, &l->conv, in, out, *h, *w, 2) != 0) return -1;
+      if (conv_batch(f, &l->conv, in, out, *h, *w, 2) != 0)
+        return -1;
       *h = sd_conv_out_size(*h, 3, 2, 1);
       *w = sd_conv_out_size(*w, 3, 2, 1);
       break;
@@ -197,7 +263,8 @@ static int block_forward(fwd_ctx *f, const sd_unet_block *blk, const float *in, 
         sd_upsample_nearest2x(spare + (int64_t)b * C * 4 * *h * *w, out + (int64_t)b * C * *h * *w, C, *h, *w);
       *h *= 2;
       *w *= 2;
-      if (conv_batch(f, &l->conv, spare, out, *h, *w, 1) != 0) return -1;
+      if (conv_batch(f, &l->conv, spare, out, *h, *w, 1) != 0)
+        return -1;
     } break;
     }
     in = out;
@@ -212,8 +279,10 @@ static size_t working_capacity(const sd_unet *u, int B, int H, int W) {
     const sd_unet_block *blk = &u->output_blocks[i];
     size_t hw = (size_t)(H >> blk->level) * (size_t)(W >> blk->level);
     size_t need = hw * (size_t)blk->layers[0].res.cin;
-    if (blk->layers[blk->n_layers - 1].kind == SD_LAYER_UP) need = need > 4 * hw * (size_t)blk->out_channels ? need : 4 * hw * (size_t)blk->out_channels;
-    if (need > cap) cap = need;
+    if (blk->layers[blk->n_layers - 1].kind == SD_LAYER_UP)
+      need = need > 4 * hw * (size_t)blk->out_channels ? need : 4 * hw * (size_t)blk->out_channels;
+    if (need > cap)
+      cap = need;
   }
   return cap * (size_t)B;
 }
@@ -234,7 +303,8 @@ int sd_unet_forward(sd_unet *u, const float *x, int B, int H, int W, const float
   size_t cap = working_capacity(u, B, H, W);
   float *ha = sd_arena_floats(&u->work, cap, err), *hb = sd_arena_floats(&u->work, cap, err);
   const float **skip = (const float **)sd_arena_floats(&u->skips, (size_t)u->n_input_blocks * 2, err);
-  if (!temb || !e1 || !emb || !ha || !hb || !skip) return -1;
+  if (!temb || !e1 || !emb || !ha || !hb || !skip)
+    return -1;
   timestep_embedding(temb, t, B, mc);
   sd_linear_forward(e1, temb, B, &u->time_embed_0);
   sd_silu_inplace(e1, (int64_t)B * 4 * mc);
@@ -246,14 +316,18 @@ int sd_unet_forward(sd_unet *u, const float *x, int B, int H, int W, const float
   const float *cur = x;
   for (int i = 0; i < u->n_input_blocks; i++) {
     const sd_unet_block *blk = &u->input_blocks[i];
-    int oh = h >> (blk->level - (i ? u->input_blocks[i - 1].level : 0)), ow = w >> (blk->level - (i ? u->input_blocks[i - 1].level : 0));
+    int oh = h >> (blk->level - (i ? u->input_blocks[i - 1].level : 0)),
+        ow = w >> (blk->level - (i ? u->input_blocks[i - 1].level : 0));
     float *out = sd_arena_floats(&u->skips, (size_t)B * blk->out_channels * oh * ow, err);
-    if (!out) return -1;
-    if (block_forward(&f, blk, cur, out, NULL, &h, &w) != 0) return -1;
+    if (!out)
+      return -1;
+    if (block_forward(&f, blk, cur, out, NULL, &h, &w) != 0)
+      return -1;
     skip[i] = out;
     cur = out;
   }
-  if (block_forward(&f, &u->middle, cur, ha, NULL, &h, &w) != 0) return -1;
+  if (block_forward(&f, &u->middle, cur, ha, NULL, &h, &w) != 0)
+    return -1;
   float *hcur = ha, *other = hb;
   int ch = u->middle.out_channels;
   for (int i = 0; i < u->n_output_blocks; i++) {
@@ -267,15 +341,16 @@ int sd_unet_forward(sd_unet *u, const float *x, int B, int H, int W, const float
       memcpy(other + (int64_t)b * (ch + sc) * hw + ch * hw, skip[idx] + (int64_t)b * sc * hw,
              sizeof(float) * (size_t)(sc * hw));
     }
-    if (block_forward(&f, blk, other, hcur, other, &h, &w) != 0) return -1;
+    if (block_forward(&f, blk, other, hcur, other, &h, &w) != 0)
+      return -1;
     ch = blk->out_channels;
   }
   int64_t hw = (int64_t)h * w;
   for (int b = 0; b < B; b++) {
     sd_group_norm(other, hcur + (int64_t)b * ch * hw, ch, hw, c->norm_groups, c->norm_eps, &u->out_norm, 1);
-    if (sd_conv2d_forward(eps + (int64_t)b * c->out_channels * hw, other, h, w, &u->out_conv, 1, 1, 0, &u->work, err) != 0)
+    if (sd_conv2d_forward(eps + (int64_t)b * c->out_channels * hw, other, h, w, &u->out_conv, 1, 1, 0, &u->work, err) !=
+        0)
       return -1;
   }
   return 0;
 }
-
