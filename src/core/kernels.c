@@ -37,25 +37,46 @@ void sd_linear_forward_acc(float *y, const float *x, int64_t m, const sd_linear 
   add_bias_rows(y, m, lin->out, lin->b);
 }
 
-/* col[(ci·k + ky)·k + kx, oy·wo + ox] = x[ci, oy·s + ky − pad, ox·s + kx − pad] (0 outside). */
-static void im2col(float *col, const float *x, int cin, int h, int w, int k, int stride, int pad, int ho, int wo) {
+/* col[(ci·k + ky)·k + kx, oy·wo + ox] = x[ci, oy·s + ky − pad, ox·s + kx − pad] (0 outside); rows of col
+ * are ldc floats apart, so several images can sit side by side in one matrix. Stride 1 copies whole
+ * shifted rows (the common case), other strides gather. */
+#ifndef SD_IM2COL_BAND_FLOATS
+#define SD_IM2COL_BAND_FLOATS (1 << 22) /* 16 MiB of columns per band */
+#endif
+
+static void im2col_rows(float *col, int64_t ldc, const float *x, int cin, int h, int w, int k, int stride, int pad,
+                        int oy_begin, int n_rows, int wo) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int ci = 0; ci < cin; ci++) {
     for (int kk = 0; kk < k * k; kk++) {
       int ky = kk / k, kx = kk % k;
-      float *dst = col + ((int64_t)ci * k * k + kk) * ho * wo;
+      float *dst = col + ((int64_t)ci * k * k + kk) * ldc;
       const float *src = x + (int64_t)ci * h * w;
-      for (int oy = 0; oy < ho; oy++) {
+      /* output columns whose input column is inside the image: [ox0, ox1) */
+      int shift = kx - pad;
+      int ox0 = 0, ox1 = wo;
+      if (stride == 1) {
+        ox0 = shift < 0 ? -shift : 0;
+        ox1 = w - shift < wo ? w - shift : wo;
+        if (ox1 < ox0) ox1 = ox0;
+      }
+      for (int oy = oy_begin; oy < oy_begin + n_rows; oy++) {
         int iy = oy * stride + ky - pad;
-        float *row = dst + (int64_t)oy * wo;
+        float *row = dst + (int64_t)(oy - oy_begin) * wo;
         if (iy < 0 || iy >= h) {
           memset(row, 0, sizeof(float) * (size_t)wo);
           continue;
         }
         const float *srow = src + (int64_t)iy * w;
-        for (int ox = 0; ox < wo; ox++) {
-          int ix = ox * stride + kx - pad;
-          row[ox] = (ix >= 0 && ix < w) ? srow[ix] : 0.0f;
+        if (stride == 1) {
+          for (int ox = 0; ox < ox0; ox++) row[ox] = 0.0f;
+          memcpy(row + ox0, srow + ox0 + shift, sizeof(float) * (size_t)(ox1 - ox0));
+          for (int ox = ox1; ox < wo; ox++) row[ox] = 0.0f;
+        } else {
+          for (int ox = 0; ox < wo; ox++) {
+            int ix = ox * stride + kx - pad;
+            row[ox] = (ix >= 0 && ix < w) ? srow[ix] : 0.0f;
+          }
         }
       }
     }
@@ -64,32 +85,90 @@ static void im2col(float *col, const float *x, int cin, int h, int w, int k, int
 
 int sd_conv2d_forward(float *y, const float *x, int h, int w, const sd_conv2d *conv, int stride, int pad,
                       int accumulate, sd_arena *arena, sd_error *err) {
+  return sd_conv2d_forward_batch(y, x, 1, h, w, conv, stride, pad, accumulate, arena, err);
+}
+
+/* y[b] (+)= bias + col-product, for images whose columns sit at b·npix in a [cout, B·npix] product. */
+static void scatter_batch(float *y, const float *prod, int B, int cout, int64_t npix, const float *bias, int accumulate) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < B; b++)
+    for (int co = 0; co < cout; co++) {
+      float *dst = y + ((int64_t)b * cout + co) * npix;
+      const float *src = prod + (int64_t)co * B * npix + (int64_t)b * npix;
+      float add = bias ? bias[co] : 0.0f;
+      if (accumulate)
+        for (int64_t p = 0; p < npix; p++) dst[p] += src[p] + add;
+      else
+        for (int64_t p = 0; p < npix; p++) dst[p] = src[p] + add;
+    }
+}
+
+int sd_conv2d_forward_batch(float *y, const float *x, int B, int h, int w, const sd_conv2d *conv, int stride, int pad,
+                            int accumulate, sd_arena *arena, sd_error *err) {
   int k = conv->k;
   int ho = sd_conv_out_size(h, k, stride, pad), wo = sd_conv_out_size(w, k, stride, pad);
-  int64_t npix = (int64_t)ho * wo;
-  int64_t kdim = (int64_t)conv->cin * k * k;
-  const float *cols = x;
+  int64_t npix = (int64_t)ho * wo, kdim = (int64_t)conv->cin * k * k;
+  int pointwise = k == 1 && stride == 1 && pad == 0;
+  /* Small images are multiplied together (one wide product); large ones one by one, straight into y. */
+  int merge = B > 1 && npix < 1024;
   size_t mark = sd_arena_mark(arena);
-  if (!(k == 1 && stride == 1 && pad == 0)) {
-    float *buf = sd_arena_floats(arena, (size_t)(kdim * npix), err);
-    if (!buf) return -1;
-    im2col(buf, x, conv->cin, h, w, k, stride, pad, ho, wo);
-    cols = buf;
+  if (merge) {
+    float *cols = sd_arena_floats(arena, (size_t)(kdim * B * npix), err);
+    float *prod = sd_arena_floats(arena, (size_t)(conv->cout * B * npix), err);
+    if (!cols || !prod) return -1;
+    for (int b = 0; b < B; b++) {
+      const float *xb = x + (int64_t)b * conv->cin * h * w;
+      if (pointwise) {
+        for (int ci = 0; ci < conv->cin; ci++)
+          memcpy(cols + (int64_t)ci * B * npix + b * npix, xb + (int64_t)ci * npix, sizeof(float) * (size_t)npix);
+      } else {
+        im2col_rows(cols + b * npix, B * npix, xb, conv->cin, h, w, k, stride, pad, 0, ho, wo);
+      }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, conv->cout, (int)(B * npix), (int)kdim, 1.0f, conv->w,
+                (int)kdim, cols, (int)(B * npix), 0.0f, prod, (int)(B * npix));
+    scatter_batch(y, prod, B, conv->cout, npix, conv->b, accumulate);
+    sd_arena_release(arena, mark);
+    return 0;
   }
-  if (conv->b) {
-    if (!accumulate) {
+  /* Large images go through im2col in bands of output rows, so the column matrix is still in cache
+   * when sgemm reads it (a whole 64x64 im2col is ~47 MB and costs a quarter of the convolution). */
+  int band = ho;
+  if (!pointwise) {
+    int64_t target = ((int64_t)SD_IM2COL_BAND_FLOATS) / (kdim > 0 ? kdim : 1);
+    band = (int)(target / wo);
+    if (band < 4) band = 4;
+    if (band > ho) band = ho;
+  }
+  float *buf = NULL;
+  if (!pointwise && !(buf = sd_arena_floats(arena, (size_t)(kdim * band * wo), err))) return -1;
+  for (int b = 0; b < B; b++) {
+    const float *xb = x + (int64_t)b * conv->cin * h * w;
+    float *yb = y + (int64_t)b * conv->cout * npix;
+    if (conv->b) {
 #pragma omp parallel for schedule(static)
-      for (int co = 0; co < conv->cout; co++)
-        for (int64_t p = 0; p < npix; p++) y[co * npix + p] = conv->b[co];
-    } else {
-#pragma omp parallel for schedule(static)
-      for (int co = 0; co < conv->cout; co++)
-        for (int64_t p = 0; p < npix; p++) y[co * npix + p] += conv->b[co];
+      for (int co = 0; co < conv->cout; co++) {
+        float *row = yb + co * npix;
+        if (accumulate)
+          for (int64_t p = 0; p < npix; p++) row[p] += conv->b[co];
+        else
+          for (int64_t p = 0; p < npix; p++) row[p] = conv->b[co];
+      }
+    }
+    float beta = (conv->b || accumulate) ? 1.0f : 0.0f;
+    if (pointwise) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, conv->cout, (int)npix, (int)kdim, 1.0f, conv->w,
+                  (int)kdim, xb, (int)npix, beta, yb, (int)npix);
+      continue;
+    }
+    for (int oy0 = 0; oy0 < ho; oy0 += band) {
+      int rows = ho - oy0 < band ? ho - oy0 : band;
+      int n = rows * wo;
+      im2col_rows(buf, n, xb, conv->cin, h, w, k, stride, pad, oy0, rows, wo);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, conv->cout, n, (int)kdim, 1.0f, conv->w, (int)kdim, buf, n,
+                  beta, yb + (int64_t)oy0 * wo, (int)npix);
     }
   }
-  float beta = (conv->b || accumulate) ? 1.0f : 0.0f;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, conv->cout, (int)npix, (int)kdim, 1.0f, conv->w, (int)kdim,
-              cols, (int)npix, beta, y, (int)npix);
   sd_arena_release(arena, mark);
   return 0;
 }
@@ -161,33 +240,34 @@ void sd_geglu(float *out, const float *in, int64_t t, int inner) {
   }
 }
 
-/* Row-wise softmax of s[rows, cols] in place; with causal, keys after the query (row0 + r) get 0. */
-static void softmax_rows(float *s, int rows, int cols, int ld, int row0, int causal) {
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    float *row = s + (int64_t)r * ld;
-    int valid = causal ? (row0 + r + 1 < cols ? row0 + r + 1 : cols) : cols;
-    sd_softmax_row(row, valid);
-    for (int j = valid; j < cols; j++) row[j] = 0.0f;
-  }
-}
-
 int sd_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldk, int tq,
                  int tk, int heads, int dh, float scale, int causal, sd_arena *arena, sd_error *err) {
-  /* Bound the score block to ~64 MiB. */
-  int block = (int)((16u << 20) / (unsigned)(tk > 0 ? tk : 1));
-  if (block < 1) block = 1;
-  if (block > tq) block = tq;
+  /* Tasks of (head, block of query rows) run in parallel, each with single-threaded sgemm calls and a
+   * score block small enough to stay in L2 between the two products and the softmax. */
+  int rows = 64;
+  if (rows > tq) rows = tq;
+  int n_blocks = (tq + rows - 1) / rows, n_threads = omp_get_max_threads();
   size_t mark = sd_arena_mark(arena);
-  float *scores = sd_arena_floats(arena, (size_t)block * (size_t)tk, err);
+  float *scores = sd_arena_floats(arena, (size_t)n_threads * rows * (size_t)tk, err);
   if (!scores) return -1;
-  for (int h = 0; h < heads; h++) {
-    for (int r0 = 0; r0 < tq; r0 += block) {
-      int rows = tq - r0 < block ? tq - r0 : block;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tk, dh, scale, q + (int64_t)r0 * ldq + h * dh, ldq,
-                  k + h * dh, ldk, 0.0f, scores, tk);
-      softmax_rows(scores, rows, tk, tk, r0, causal);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, dh, tk, 1.0f, scores, tk, v + h * dh, ldk, 0.0f,
+#pragma omp parallel
+  {
+    float *s = scores + (size_t)omp_get_thread_num() * rows * (size_t)tk;
+#pragma omp for schedule(dynamic, 1)
+    for (int task = 0; task < heads * n_blocks; task++) {
+      int h = task / n_blocks, r0 = (task % n_blocks) * rows;
+      int m = tq - r0 < rows ? tq - r0 : rows;
+      /* keys after the last query of the block are masked anyway: skip them */
+      int cols = causal ? (r0 + m < tk ? r0 + m : tk) : tk;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, cols, dh, scale, q + (int64_t)r0 * ldq + h * dh, ldq,
+                  k + h * dh, ldk, 0.0f, s, cols);
+      for (int r = 0; r < m; r++) {
+        float *row = s + (int64_t)r * cols;
+        int valid = causal ? (r0 + r + 1 < cols ? r0 + r + 1 : cols) : cols;
+        sd_softmax_row(row, valid);
+        for (int j = valid; j < cols; j++) row[j] = 0.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dh, cols, 1.0f, s, cols, v + h * dh, ldk, 0.0f,
                   out + (int64_t)r0 * ldo + h * dh, ldo);
     }
   }

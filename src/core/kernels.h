@@ -38,6 +38,9 @@ void sd_linear_forward_acc(float *y, const float *x, int64_t m, const sd_linear 
  * accumulate != 0 adds into y instead of overwriting. Uses arena scratch for im2col. */
 int sd_conv2d_forward(float *y, const float *x, int h, int w, const sd_conv2d *conv, int stride, int pad,
                       int accumulate, sd_arena *arena, sd_error *err);
+/* The same for B images x[B, cin, h, w] -> y[B, cout, ho, wo]; small images share one product. */
+int sd_conv2d_forward_batch(float *y, const float *x, int B, int h, int w, const sd_conv2d *conv, int stride, int pad,
+                            int accumulate, sd_arena *arena, sd_error *err);
 static inline int sd_conv_out_size(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }
 
 /* GroupNorm over one image x[c, hw] (torch semantics: biased variance, per-group statistics),

@@ -37,10 +37,10 @@ typedef struct {
       (f)->u->profile_seconds[kind] += now_seconds() - prof_t0;                                                        \
   } while (0)
 
-static int t_conv(fwd_ctx *f, float *y, const float *x, int h, int w, const sd_conv2d *c, int stride, int pad,
+static int t_conv(fwd_ctx *f, float *y, const float *x, int B, int h, int w, const sd_conv2d *c, int stride, int pad,
                   int acc) {
   int rc;
-  TIMED(f, SD_PROF_CONV, rc = sd_conv2d_forward(y, x, h, w, c, stride, pad, acc, f->scratch, f->err));
+  TIMED(f, SD_PROF_CONV, rc = sd_conv2d_forward_batch(y, x, B, h, w, c, stride, pad, acc, f->scratch, f->err));
   return rc;
 }
 static void t_linear(fwd_ctx *f, float *y, const float *x, int64_t m, const sd_linear *l) {
@@ -73,38 +73,35 @@ static void timestep_embedding(float *out, const float *t, int B, int dim) {
   }
 }
 
-/* out[B, cout, h, w] = ResBlock(in[B, cin, h, w], emb). */
+/* out[B, cout, h, w] = ResBlock(in[B, cin, h, w], emb). out may equal in when the skip is the identity. */
 static int resblock_forward(fwd_ctx *f, const sd_unet_resblock *r, const float *in, float *out, int h, int w) {
   sd_unet *u = f->u;
+  int B = f->B;
   int64_t hw = (int64_t)h * w;
   size_t mark = sd_arena_mark(f->scratch);
-  float *emb_out = sd_arena_floats(f->scratch, (size_t)f->B * r->cout, f->err);
-  float *a = sd_arena_floats(f->scratch, (size_t)(r->cin * hw), f->err);
-  float *c1 = sd_arena_floats(f->scratch, (size_t)(r->cout * hw), f->err);
-  if (!emb_out || !a || !c1)
-    return -1;
-  t_linear(f, emb_out, f->emb_act, f->B, &r->emb_proj);
-  for (int b = 0; b < f->B; b++) {
-    const float *xb = in + (int64_t)b * r->cin * hw;
-    float *yb = out + (int64_t)b * r->cout * hw;
-    t_group_norm(f, a, xb, r->cin, hw, u->cfg.norm_eps, &r->in_norm, 1);
-    if (t_conv(f, c1, a, h, w, &r->in_conv, 1, 1, 0) != 0)
-      return -1;
+  float *emb_out = sd_arena_floats(f->scratch, (size_t)B * r->cout, f->err);
+  float *a = sd_arena_floats(f->scratch, (size_t)(B * r->cin * hw), f->err);
+  float *c1 = sd_arena_floats(f->scratch, (size_t)(B * r->cout * hw), f->err);
+  if (!emb_out || !a || !c1) return -1;
+  t_linear(f, emb_out, f->emb_act, B, &r->emb_proj);
+  for (int b = 0; b < B; b++)
+    t_group_norm(f, a + (int64_t)b * r->cin * hw, in + (int64_t)b * r->cin * hw, r->cin, hw, u->cfg.norm_eps,
+                 &r->in_norm, 1);
+  if (t_conv(f, c1, a, B, h, w, &r->in_conv, 1, 1, 0) != 0) return -1;
+  for (int b = 0; b < B; b++) {
+    float *cb = c1 + (int64_t)b * r->cout * hw;
     const float *e = emb_out + (int64_t)b * r->cout;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < r->cout; c++)
-      for (int64_t i = 0; i < hw; i++)
-        c1[c * hw + i] += e[c];
-    t_group_norm(f, c1, c1, r->cout, hw, u->cfg.norm_eps, &r->out_norm, 1);
-    if (r->skip.w) {
-      if (t_conv(f, yb, xb, h, w, &r->skip, 1, 0, 0) != 0)
-        return -1;
-    } else if (yb != xb) { /* the middle block's ResBlocks run in place */
-      memcpy(yb, xb, sizeof(float) * (size_t)(r->cout * hw));
-    }
-    if (t_conv(f, yb, c1, h, w, &r->out_conv, 1, 1, 1) != 0)
-      return -1;
+      for (int64_t i = 0; i < hw; i++) cb[c * hw + i] += e[c];
+    t_group_norm(f, cb, cb, r->cout, hw, u->cfg.norm_eps, &r->out_norm, 1);
   }
+  if (r->skip.w) {
+    if (t_conv(f, out, in, B, h, w, &r->skip, 1, 0, 0) != 0) return -1;
+  } else if (out != in) { /* the middle block's ResBlocks run in place */
+    memcpy(out, in, sizeof(float) * (size_t)(B * r->cout * hw));
+  }
+  if (t_conv(f, out, c1, B, h, w, &r->out_conv, 1, 1, 1) != 0) return -1;
   sd_arena_release(f->scratch, mark);
   return 0;
 }
@@ -225,12 +222,7 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
 }
 
 static int conv_batch(fwd_ctx *f, const sd_conv2d *conv, const float *in, float *out, int h, int w, int stride) {
-  int ho = sd_conv_out_size(h, conv->k, stride, 1), wo = sd_conv_out_size(w, conv->k, stride, 1);
-  for (int b = 0; b < f->B; b++)
-    if (t_conv(f, out + (int64_t)b * conv->cout * ho * wo, in + (int64_t)b * conv->cin * h * w, h, w, conv, stride, 1,
-               0) != 0)
-      return -1;
-  return 0;
+  return t_conv(f, out, in, f->B, h, w, conv, stride, 1, 0);
 }
 
 /* Runs the layers of one block. in -> out (distinct), except attention which works in place on out. */
