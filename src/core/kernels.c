@@ -244,7 +244,10 @@ int sd_attention(float *out, int ldo, const float *q, int ldq, const float *k, c
                  int tk, int heads, int dh, float scale, int causal, sd_arena *arena, sd_error *err) {
   /* Tasks of (head, block of query rows) run in parallel, each with single-threaded sgemm calls and a
    * score block small enough to stay in L2 between the two products and the softmax. */
-  int rows = 64;
+#ifndef SD_ATTENTION_ROWS
+#define SD_ATTENTION_ROWS 64
+#endif
+  int rows = SD_ATTENTION_ROWS;
   if (rows > tq) rows = tq;
   int n_blocks = (tq + rows - 1) / rows, n_threads = omp_get_max_threads();
   size_t mark = sd_arena_mark(arena);
@@ -261,14 +264,18 @@ int sd_attention(float *out, int ldo, const float *q, int ldq, const float *k, c
       int cols = causal ? (r0 + m < tk ? r0 + m : tk) : tk;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, cols, dh, scale, q + (int64_t)r0 * ldq + h * dh, ldq,
                   k + h * dh, ldk, 0.0f, s, cols);
+      float inv_sum[SD_ATTENTION_ROWS];
       for (int r = 0; r < m; r++) {
         float *row = s + (int64_t)r * cols;
         int valid = causal ? (r0 + r + 1 < cols ? r0 + r + 1 : cols) : cols;
-        sd_softmax_row(row, valid);
+        inv_sum[r] = 1.0f / sd_softmax_row_unnormalised(row, valid);
         for (int j = valid; j < cols; j++) row[j] = 0.0f;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dh, cols, 1.0f, s, cols, v + h * dh, ldk, 0.0f,
-                  out + (int64_t)r0 * ldo + h * dh, ldo);
+      /* normalising the dh outputs of a row is cheaper than the tk probabilities */
+      float *o = out + (int64_t)r0 * ldo + h * dh;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, dh, cols, 1.0f, s, cols, v + h * dh, ldk, 0.0f, o, ldo);
+      for (int r = 0; r < m; r++)
+        for (int c = 0; c < dh; c++) o[(int64_t)r * ldo + c] *= inv_sum[r];
     }
   }
   sd_arena_release(arena, mark);

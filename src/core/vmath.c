@@ -33,3 +33,17 @@ SD_CLONES void sd_geglu_row(float *out, const float *a, const float *g, int n) {
 #pragma omp simd
   for (int j = 0; j < n; j++) out[j] = a[j] * sd_gelu_approx(g[j]);
 }
+
+SD_CLONES float sd_softmax_row_unnormalised(float *row, int n) {
+  float mx = row[0];
+#pragma omp simd reduction(max : mx)
+  for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j < n; j++) {
+    float e = sd_exp_approx(row[j] - mx);
+    row[j] = e;
+    sum += e;
+  }
+  return sum;
+}

@@ -47,6 +47,8 @@ static inline float sd_silu_approx(float x) { return x / (1.0f + sd_exp_approx(-
 
 /* Softmax of one row in place; returns nothing. Sums in float with a vectorised reduction. */
 void sd_softmax_row(float *row, int n);
+/* exp(row - max(row)) in place; returns the sum (the caller divides). */
+float sd_softmax_row_unnormalised(float *row, int n);
 void sd_silu_vec(float *y, const float *x, int64_t n);
 /* out[j] = a[j] · gelu(g[j]) for j < n (one GEGLU row). */
 void sd_geglu_row(float *out, const float *a, const float *g, int n);
