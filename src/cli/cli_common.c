@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/kernels.h"
+#include "model/weight_cache.h"
 
 const char *sd_cli_value(const char *cmd, int argc, char **argv, int *i) {
   if (*i + 1 >= argc) {
@@ -30,9 +31,10 @@ int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, lo
 }
 
 int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **argv, int *i) {
-  static const char *const names[] = {"--model", "--unet", "--text-encoder", "--config", "--tokenizer", "--threads"};
+  static const char *const names[] = {"--model",     "--unet",    "--text-encoder", "--config",
+                                      "--tokenizer", "--threads", "--weights-cache"};
   int which = -1;
-  for (int k = 0; k < 6; k++)
+  for (int k = 0; k < 7; k++)
     if (strcmp(argv[*i], names[k]) == 0) which = k;
   if (which < 0) return 0;
   const char *v = sd_cli_value(cmd, argc, argv, i);
@@ -48,6 +50,7 @@ int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **arg
     if (sd_cli_int(cmd, "--threads", v, 1, 4096, &n) != 0) return -1;
     c->threads = (int)n;
   } break;
+  case 6: c->weights_cache = v; break;
   }
   return 1;
 }
@@ -59,7 +62,9 @@ void sd_cli_common_help(FILE *out, int with_model) {
                  "  --unet FILE           replace the UNet (safetensors or .pt/.ckpt, diffusers or original names)\n"
                  "  --text-encoder FILE   replace the text encoder likewise\n"
                  "  --config FILE.json    architecture override (ldm-style or diffusers UNet config)\n"
-                 "  --tokenizer DIR       folder with vocab.json and merges.txt\n");
+                 "  --tokenizer DIR       folder with vocab.json and merges.txt\n"
+                 "  --weights-cache DIR   keep a float32 copy of the weights there and map it read-only, so\n"
+                 "                        ranks on a node share one copy (default: $SDPRUNE_WEIGHTS_CACHE)\n");
   fprintf(out, "  --threads N           threads for BLAS and the engine (default: SLURM_CPUS_PER_TASK,\n"
                "                        OMP_NUM_THREADS, else all cores)\n");
 }
@@ -91,4 +96,25 @@ double sd_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int sd_cli_open_model(sd_cli_common *c, const char *cmd, sd_model **out) {
+  sd_error err;
+  if (sd_model_open(&c->model, out, &err) != 0) {
+    fprintf(stderr, "sdprune %s: %s\n", cmd, err.msg);
+    return 1;
+  }
+  const char *dir = c->weights_cache ? c->weights_cache : getenv("SDPRUNE_WEIGHTS_CACHE");
+  if (dir && *dir) {
+    char note[1200] = "";
+    int rc = sd_weight_cache_apply(*out, dir, 1800, note, sizeof note, &err);
+    if (rc < 0) {
+      fprintf(stderr, "sdprune %s: %s\n", cmd, err.msg);
+      sd_model_close(*out);
+      *out = NULL;
+      return 1;
+    }
+    if (rc > 0) fprintf(stderr, "sdprune %s: warning: %s\n", cmd, note);
+  }
+  return 0;
 }

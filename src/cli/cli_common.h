@@ -9,7 +9,8 @@
 
 typedef struct {
   sd_model_options model;
-  int threads; /* 0: from SLURM_CPUS_PER_TASK / OMP_NUM_THREADS / cores */
+  int threads;              /* 0: from SLURM_CPUS_PER_TASK / OMP_NUM_THREADS / cores */
+  const char *weights_cache; /* --weights-cache DIR or $SDPRUNE_WEIGHTS_CACHE; NULL: none */
 } sd_cli_common;
 
 /* If argv[*i] is a common option, consumes it (and its value) and returns 1; returns -1 on a missing
@@ -24,5 +25,8 @@ const char *sd_cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Parses a non-negative/positive integer option value; prints an error and returns -1 if invalid. */
 int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, long max, long *out);
 double sd_now(void);
+/* Opens the model of the common options, applies the float32 weight cache when asked (a cache problem
+ * is a warning, not an error) and prints failures as one line. Returns 0 or 1 (exit status). */
+int sd_cli_open_model(sd_cli_common *c, const char *cmd, sd_model **out);
 
 #endif

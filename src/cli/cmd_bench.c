@@ -14,13 +14,14 @@
 #include "cli/commands.h"
 #include "model/parts.h"
 #include "model/synth.h"
+#include "model/weight_cache.h"
 
 #define MAX_SHAPES 8
 
 typedef struct {
   sd_cli_common common;
   const char *arch, *cache_dir;
-  int batch, repeat, hooks, profile;
+  int batch, repeat, hooks, profile, probe, no_cache;
   int n_shapes, lat_h[MAX_SHAPES], lat_w[MAX_SHAPES];
 } bench_options;
 
@@ -37,6 +38,8 @@ static void usage(FILE *out) {
                "  --repeat N        timed evaluations per shape (default 3)\n"
                "  --hooks           also time with an FFN hook that accumulates per-neuron sum and sum of squares\n"
                "  --profile         print seconds per operation kind (conv, norm, linear, attention, ...)\n"
+               "  --no-weights-cache  convert weights in memory instead of mapping the float32 cache (the\n"
+               "                    default keeps one in the cache folder and measures what a second rank adds)\n"
                "  --cache-dir DIR   where the synthesised checkpoint is kept (default $TMPDIR/sdprune-bench)\n");
   sd_cli_common_help(out, 1);
 }
@@ -155,6 +158,44 @@ static double peak_rss_gb(void) {
   return ru.ru_maxrss / 1048576.0;
 }
 
+/* Resident, proportional and private memory of this process in GB (from /proc/self/smaps_rollup). */
+static void memory_gb(double *rss, double *pss, double *private_gb) {
+  *rss = *pss = *private_gb = 0;
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  if (!f) return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    long kb;
+    if (sscanf(line, "Rss: %ld kB", &kb) == 1) *rss = kb / 1048576.0;
+    else if (sscanf(line, "Pss: %ld kB", &kb) == 1) *pss = kb / 1048576.0;
+    else if (sscanf(line, "Private_Clean: %ld kB", &kb) == 1) *private_gb += kb / 1048576.0;
+    else if (sscanf(line, "Private_Dirty: %ld kB", &kb) == 1) *private_gb += kb / 1048576.0;
+  }
+  fclose(f);
+}
+
+/* Runs a second process that maps the same weight cache and evaluates the UNet once, while this one
+ * holds its copy: what it adds privately is what each further rank on a node costs. */
+static void measure_second_rank(const bench_options *o, const char *model, const char *cache, int H, int W) {
+  char cmd[8192], exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return;
+  exe[n] = 0;
+  snprintf(cmd, sizeof cmd, "'%s' bench --probe-rank --model '%s' --weights-cache '%s' --batch %d --latent %dx%d --threads %d%s%s",
+           exe, model, cache, o->batch, H, W, sd_get_threads(), o->common.model.config_path ? " --config " : "",
+           o->common.model.config_path ? o->common.model.config_path : "");
+  FILE *p = popen(cmd, "r");
+  if (!p) return;
+  char line[512];
+  double rss = -1, pss = -1, priv = -1;
+  while (fgets(line, sizeof line, p)) sscanf(line, "probe rss_gb=%lf pss_gb=%lf private_gb=%lf", &rss, &pss, &priv);
+  if (pclose(p) == 0 && rss >= 0)
+    printf("second rank on this node: adds %.2f GB private memory (its RSS %.2f GB counts the %s shared weights; PSS %.2f GB)\n",
+           priv, rss, "page-cache", pss);
+  else
+    printf("second rank on this node: measurement failed\n");
+}
+
 /* ---- the statistics hook the pipeline will use: per-neuron Σx and Σx² over tokens ---- */
 
 typedef struct {
@@ -252,6 +293,14 @@ int cmd_bench(int argc, char **argv) {
       o.profile = 1;
       continue;
     }
+    if (!strcmp(a, "--probe-rank")) { /* internal: the second process of the rank-sharing measurement */
+      o.probe = 1;
+      continue;
+    }
+    if (!strcmp(a, "--no-weights-cache")) {
+      o.no_cache = 1;
+      continue;
+    }
     if (!(v = sd_cli_value("bench", argc, argv, &i))) return 2;
     if (!strcmp(a, "--arch")) o.arch = v;
     else if (!strcmp(a, "--cache-dir")) o.cache_dir = v;
@@ -272,18 +321,21 @@ int cmd_bench(int argc, char **argv) {
     }
   }
   int threads = sd_cli_apply_threads(&o.common, "bench");
-  char synth_path[4096];
+  char synth_path[4096], cache_dir[4200];
   if (!o.common.model.path) {
     if (ensure_model(&o, synth_path, sizeof synth_path) != 0) return 1;
     o.common.model.path = synth_path;
   }
+  if (!o.no_cache && !o.common.weights_cache && !getenv("SDPRUNE_WEIGHTS_CACHE")) {
+    const char *tmp = getenv("TMPDIR");
+    if (o.cache_dir) snprintf(cache_dir, sizeof cache_dir, "%s", o.cache_dir);
+    else snprintf(cache_dir, sizeof cache_dir, "%s/sdprune-bench", tmp && *tmp ? tmp : "/tmp");
+    o.common.weights_cache = cache_dir;
+  }
   sd_error err;
   sd_model *m = NULL;
   double t0 = sd_now();
-  if (sd_model_open(&o.common.model, &m, &err) != 0) {
-    fprintf(stderr, "sdprune bench: %s\n", err.msg);
-    return 1;
-  }
+  if (sd_cli_open_model(&o.common, "bench", &m) != 0) return 1;
   sd_unet unet;
   neuron_stats stats = {0};
   sd_unet_hooks hooks = {.wants = stats_wants, .observe = stats_observe, .ctx = &stats};
@@ -291,6 +343,16 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "sdprune bench: %s\n", err.msg);
     sd_model_close(m);
     return 1;
+  }
+  sd_model_release_source_pages(m);
+  if (o.probe) { /* one evaluation, then report memory */
+    double median, rss, pss, priv;
+    int rc = time_unet(&unet, o.batch, o.lat_h[0], o.lat_w[0], 1, unet.cfg.context_dim, &median, &err);
+    memory_gb(&rss, &pss, &priv);
+    if (rc == 0) printf("probe rss_gb=%.3f pss_gb=%.3f private_gb=%.3f\n", rss, pss, priv);
+    sd_unet_free(&unet);
+    sd_model_close(m);
+    return rc ? 1 : 0;
   }
   char desc[512];
   sd_unet_config_describe(&unet.cfg, desc, sizeof desc);
@@ -361,6 +423,9 @@ int cmd_bench(int argc, char **argv) {
              100.0 * (hooked_median / median - 1.0));
     }
   }
+  if (status == 0 && o.common.weights_cache && strcmp(m->files[m->n_files - 1]->format, "safetensors") == 0 &&
+      strstr(m->files[m->n_files - 1]->path, ".f32.safetensors"))
+    measure_second_rank(&o, o.common.model.path, o.common.weights_cache, o.lat_h[0], o.lat_w[0]);
   sd_unet_free(&unet);
   sd_model_close(m);
   if (status == 0) printf("sgemm_fraction=%.2f\n", first_fraction);

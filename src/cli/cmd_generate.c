@@ -14,6 +14,7 @@
 #include "io/png_write.h"
 #include "io/prompt_csv.h"
 #include "model/parts.h"
+#include "model/weight_cache.h"
 #include "sample/txt2img.h"
 
 typedef struct {
@@ -244,7 +245,7 @@ int cmd_generate(int argc, char **argv) {
     status = 2;
     goto done;
   }
-  if (sd_model_open(&o.common.model, &m, &err) != 0) goto fail;
+  if (sd_cli_open_model(&o.common, "generate", &m) != 0) goto done;
   if (!m->tokenizer_dir[0]) {
     sd_fail(&err, "%s: no tokenizer found: pass --tokenizer DIR", m->path);
     goto fail;
@@ -253,6 +254,7 @@ int cmd_generate(int argc, char **argv) {
   if (!(have_unet = sd_parts_unet(m, NULL, &unet, &err) == 0)) goto fail;
   if (!(have_text = sd_parts_text(m, &text, &err) == 0)) goto fail;
   if (!(have_vae = sd_parts_vae(m, &vae, &err) == 0)) goto fail;
+  sd_model_release_source_pages(m);
   if (strcmp(m->layout, "single-file") == 0 && !o.common.model.unet_path) {
     if (sd_a1111_autov2_hash(m->path, model_hash, &err) != 0) goto fail;
   } else {

@@ -166,10 +166,7 @@ int cmd_verify(int argc, char **argv) {
   sd_cli_apply_threads(&common, "verify");
   sd_error err;
   verify_ctx v = {.tol = tol};
-  if (sd_model_open(&common.model, &v.model, &err) != 0) {
-    fprintf(stderr, "sdprune verify: %s\n", err.msg);
-    return 1;
-  }
+  if (sd_cli_open_model(&common, "verify", &v.model) != 0) return 1;
   if (sd_store_open(vectors_path, &v.vectors, &err) != 0) {
     fprintf(stderr, "sdprune verify: %s\n", err.msg);
     sd_model_close(v.model);

@@ -142,18 +142,10 @@ int sd_store_own(sd_tensor_store *s, void *buffer, sd_error *err) {
   return 0;
 }
 
-const float *sd_tensor_f32(sd_tensor *t, sd_error *err) {
-  if (t->f32) return t->f32;
-  int64_t n = sd_tensor_numel(t);
-  if (t->dtype == SD_DTYPE_F32 && ((uintptr_t)t->data & 3u) == 0) {
-    t->f32 = (float *)t->data;
-    return t->f32;
-  }
-  float *out = sd_malloc(sizeof(float) * (size_t)(n ? n : 1), err);
-  if (!out) return NULL;
-  const unsigned char *p = t->data;
+void sd_dtype_to_f32(sd_dtype dtype, const void *src, float *out, int64_t n) {
+  const unsigned char *p = src;
   for (int64_t i = 0; i < n; i++) {
-    switch (t->dtype) {
+    switch (dtype) {
     case SD_DTYPE_F32: memcpy(&out[i], p + 4 * i, 4); break;
     case SD_DTYPE_F16: {
       uint16_t h;
@@ -190,6 +182,18 @@ const float *sd_tensor_f32(sd_tensor *t, sd_error *err) {
     case SD_DTYPE_BOOL: out[i] = (float)p[i]; break;
     }
   }
+}
+
+const float *sd_tensor_f32(sd_tensor *t, sd_error *err) {
+  if (t->f32) return t->f32;
+  int64_t n = sd_tensor_numel(t);
+  if (t->dtype == SD_DTYPE_F32 && ((uintptr_t)t->data & 3u) == 0) {
+    t->f32 = (float *)t->data;
+    return t->f32;
+  }
+  float *out = sd_malloc(sizeof(float) * (size_t)(n ? n : 1), err);
+  if (!out) return NULL;
+  sd_dtype_to_f32(t->dtype, t->data, out, n);
   t->f32 = out;
   t->f32_owned = 1;
   return out;

@@ -71,6 +71,8 @@ int sd_store_add(sd_tensor_store *store, const char *name, sd_dtype dtype, int n
 int sd_store_own(sd_tensor_store *store, void *buffer, sd_error *err);
 
 sd_tensor *sd_store_find(const sd_tensor_store *store, const char *name);
+/* Converts n elements of dtype at src (little-endian, any alignment) to float32. */
+void sd_dtype_to_f32(sd_dtype dtype, const void *src, float *out, int64_t n);
 /* Float32 view of a floating tensor (F32/F16/BF16/F64; integer dtypes are converted too), cached. */
 const float *sd_tensor_f32(sd_tensor *t, sd_error *err);
 
