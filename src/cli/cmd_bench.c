@@ -15,6 +15,7 @@
 #include "model/parts.h"
 #include "model/synth.h"
 #include "model/weight_cache.h"
+#include "stats/neuron_stats.h"
 
 #define MAX_SHAPES 8
 
@@ -209,14 +210,8 @@ static void stats_observe(void *ctx, int site_index, const char *site, sd_hook_k
                           int64_t tokens, int channels) {
   neuron_stats *s = ctx;
   if (site_index >= s->n_sites || channels > s->max_channels) return;
-  double *sum = s->sum + (size_t)site_index * s->max_channels, *sq = s->sumsq + (size_t)site_index * s->max_channels;
-  for (int64_t i = 0; i < tokens; i++) {
-    const float *row = data + i * channels;
-    for (int c = 0; c < channels; c++) {
-      sum[c] += row[c];
-      sq[c] += (double)row[c] * row[c];
-    }
-  }
+  sd_neuron_stats_accumulate(s->sum + (size_t)site_index * s->max_channels, s->sumsq + (size_t)site_index * s->max_channels,
+                             data, tokens, channels);
 }
 
 static int compare_double(const void *a, const void *b) {
