@@ -119,6 +119,8 @@ int main(void) {
   test_conv(4, 6, 3, 8, 8, 2, 1);
   test_conv(8, 3, 1, 5, 6, 1, 0);
   test_conv(2, 2, 3, 1, 1, 1, 1);
+  test_conv(512, 8, 3, 16, 256, 1, 1); /* im2col in bands of 4 rows */
+  test_conv(512, 8, 3, 17, 250, 1, 1); /* a last, shorter band */
   test_attention(7, 7, 2, 4, 0);
   test_attention(9, 5, 3, 8, 0);
   test_attention(77, 77, 2, 16, 1);

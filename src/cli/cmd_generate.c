@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "core/sha256.h"
@@ -193,17 +194,6 @@ static char *provenance_json(const generate_options *o, const sd_model *m, const
   return s;
 }
 
-static int mkdir_p(const char *path) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-      *p = '/';
-    }
-  return (mkdir(buf, 0755) != 0 && errno != EEXIST) ? -1 : 0;
-}
 
 static char *join_args(int argc, char **argv) {
   size_t n = 16;
@@ -266,7 +256,7 @@ int cmd_generate(int argc, char **argv) {
     snprintf(folder, sizeof folder, "%s", o.out);
     char *slash = strrchr(folder, '/');
     if (single_file && slash) *slash = 0;
-    if ((!single_file || slash) && mkdir_p(folder) != 0) {
+    if ((!single_file || slash) && sd_mkdir_p(folder) != 0) {
       sd_fail(&err, "%s: cannot create output folder: %s", folder, strerror(errno));
       goto fail;
     }

@@ -8,7 +8,7 @@
 #define SD_CLONES
 #endif
 
-SD_CLONES void sd_softmax_row(float *row, int n) {
+SD_CLONES float sd_softmax_row_unnormalised(float *row, int n) {
   float mx = row[0];
 #pragma omp simd reduction(max : mx)
   for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
@@ -19,7 +19,11 @@ SD_CLONES void sd_softmax_row(float *row, int n) {
     row[j] = e;
     sum += e;
   }
-  float inv = 1.0f / sum;
+  return sum;
+}
+
+SD_CLONES void sd_softmax_row(float *row, int n) {
+  float inv = 1.0f / sd_softmax_row_unnormalised(row, n);
 #pragma omp simd
   for (int j = 0; j < n; j++) row[j] *= inv;
 }
@@ -34,16 +38,3 @@ SD_CLONES void sd_geglu_row(float *out, const float *a, const float *g, int n) {
   for (int j = 0; j < n; j++) out[j] = a[j] * sd_gelu_approx(g[j]);
 }
 
-SD_CLONES float sd_softmax_row_unnormalised(float *row, int n) {
-  float mx = row[0];
-#pragma omp simd reduction(max : mx)
-  for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int j = 0; j < n; j++) {
-    float e = sd_exp_approx(row[j] - mx);
-    row[j] = e;
-    sum += e;
-  }
-  return sum;
-}

@@ -1,4 +1,5 @@
 /* Model loading: layouts, canonical views, overrides, configuration sources (see model.h). */
+#include "core/files.h"
 #include "model/model.h"
 
 #include <errno.h>
@@ -35,15 +36,7 @@ char *sd_read_text_file(const char *path, size_t max_bytes, sd_error *err) {
   return buf;
 }
 
-static int is_dir(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
-static int is_file(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 static int has_prefix(const sd_tensor_store *s, const char *prefix) {
   size_t n = strlen(prefix);
@@ -157,7 +150,7 @@ static int apply_override(sd_model *m, sd_tensor_store **part, const char *path,
 static int find_part_file(const char *dir, const char *sub, const char *const *names, char *out, size_t n) {
   for (int i = 0; names[i]; i++) {
     snprintf(out, n, "%s/%s/%s", dir, sub, names[i]);
-    if (is_file(out)) return 1;
+    if (sd_is_file(out)) return 1;
   }
   return 0;
 }
@@ -165,7 +158,7 @@ static int find_part_file(const char *dir, const char *sub, const char *const *n
 static char *read_optional(const char *dir, const char *rel, sd_error *err, int *failed) {
   char p[4200];
   snprintf(p, sizeof p, "%s/%s", dir, rel);
-  if (!is_file(p)) return NULL;
+  if (!sd_is_file(p)) return NULL;
   char *t = sd_read_text_file(p, 1 << 20, err);
   if (!t) *failed = 1;
   return t;
@@ -205,7 +198,7 @@ static int open_diffusers(sd_model *m, const char *dir, sd_error *err) {
     m->unet_cfg_source = "diffusers config";
   }
   snprintf(path, sizeof path, "%s/tokenizer", dir);
-  if (is_file(strcat(strcpy(path, dir), "/tokenizer/vocab.json"))) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s/tokenizer", dir);
+  if (sd_is_file(strcat(strcpy(path, dir), "/tokenizer/vocab.json"))) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s/tokenizer", dir);
   return 0;
 }
 
@@ -271,7 +264,7 @@ static void compute_hash(sd_model *m) {
 /* --config: a diffusers folder (its unet/text_encoder/vae configs), a JSON file with "unet"/"text"/"vae"
  * objects (the layout of our checkpoints' __metadata__ config), or a UNet config alone (ldm or diffusers). */
 static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
-  if (is_dir(path)) {
+  if (sd_is_dir(path)) {
     int failed = 0;
     char *unet = read_optional(path, "unet/config.json", err, &failed);
     char *text = failed ? NULL : read_optional(path, "text_encoder/config.json", err, &failed);
@@ -292,7 +285,7 @@ static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
     }
     char tok[4200];
     snprintf(tok, sizeof tok, "%s/tokenizer/vocab.json", path);
-    if (rc == 0 && !m->tokenizer_dir[0] && is_file(tok)) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s/tokenizer", path);
+    if (rc == 0 && !m->tokenizer_dir[0] && sd_is_file(tok)) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s/tokenizer", path);
     free(unet);
     free(text);
     free(vae);
@@ -336,7 +329,7 @@ int sd_default_tokenizer_dir(char *out, size_t n) {
     return 1;
   }
   snprintf(probe, sizeof probe, "%s/clip-tokenizer/vocab.json", SDPRUNE_DATA_DIR);
-  if (is_file(probe)) {
+  if (sd_is_file(probe)) {
     snprintf(out, n, "%s/clip-tokenizer", SDPRUNE_DATA_DIR);
     return 1;
   }
@@ -351,7 +344,7 @@ int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
   m->path = sd_strdup(opt->path);
   m->text_layout = "hf";
   int rc;
-  if (is_dir(opt->path)) {
+  if (sd_is_dir(opt->path)) {
     m->layout = "diffusers";
     rc = open_diffusers(m, opt->path, err);
   } else {

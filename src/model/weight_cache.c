@@ -1,4 +1,5 @@
 /* Float32 weight cache shared between processes, and release of converted source pages. */
+#include "core/files.h"
 #include "model/weight_cache.h"
 
 #include <errno.h>
@@ -108,17 +109,6 @@ static int use_cache(sd_model *m, const char *path, sd_error *err) {
   return 0;
 }
 
-static int mkdir_p(const char *path) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-      *p = '/';
-    }
-  return (mkdir(buf, 0755) != 0 && errno != EEXIST) ? -1 : 0;
-}
 
 int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *note, size_t note_size,
                           sd_error *err) {
@@ -132,7 +122,7 @@ int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *
     snprintf(note, note_size, "weight cache not used: %s", e.msg);
     return 1;
   }
-  if (mkdir_p(dir) != 0) {
+  if (sd_mkdir_p(dir) != 0) {
     snprintf(note, note_size, "weight cache not used: %s: cannot create: %s", dir, strerror(errno));
     return 1;
   }
