@@ -5,8 +5,8 @@
  * at run time. */
 #include "core/attention_kernels.h"
 
-#include <float.h>
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,15 +15,16 @@
 #define SD_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define SD_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
-/* Query rows per task: the score block (64 rows × tk) stays in L2 between the three passes. */
+/* Query rows per task: 64 = four zmm of rows, the lanes of every tile below. */
 #define ATTN_ROWS 64
-/* Keys per packed kᵀ block: [dh][64] floats, one score tile is 4 rows × up to 64 keys. */
-#define ATTN_KEYS 64
-#define SCORE_ROWS 4
-/* Keys per step of the P·V pass: the v rows of a step stay in L1 across the row groups. */
-#define PV_KEYS 128
-/* Most zmm columns of the output a P·V tile holds (5 × 16 = 80 floats, with 4 rows: 20 accumulators). */
-#define PV_MAX_VECS 5
+/* Keys per score tile: 4 row vectors × 6 keys = 24 accumulators. */
+#define SCORE_KEYS 6
+/* Keys per step of the fused exp + P·V pass: the step's probabilities (64 keys × 64 rows, 16 KiB)
+ * are written to L1 once and read by every column group of the output. */
+#define PV_KEYS 64
+/* Output columns per P·V tile: 4 row vectors × 5 columns = 20 accumulators; 40, 80 and 160 are
+ * multiples of 5, so the UNet's head sizes need no partial tiles. */
+#define PV_COLS 5
 
 int sd_attention_avx512_supported(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -63,198 +64,164 @@ SD_AVX512_INLINE __m512 exp_approx16(__m512 x) {
   return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-SD_AVX512_INLINE __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
-
-/* kᵀ of one head in blocks of 64 keys: kp[kb][d][j] = k[kb·64 + j, h·dh + d], zero past tk. */
-SD_AVX512 static void pack_keys(float *kp, const float *k, int ldk, int tk, int dh, int h, int kb) {
-  int j0 = kb * ATTN_KEYS, n = tk - j0 < ATTN_KEYS ? tk - j0 : ATTN_KEYS;
-  const float *src = k + (int64_t)j0 * ldk + (int64_t)h * dh;
-  for (int j = 0; j < n; j++)
-    for (int d = 0; d < dh; d++) kp[d * ATTN_KEYS + j] = src[(int64_t)j * ldk + d];
-  for (int d = 0; d < dh; d++)
-    for (int j = n; j < ATTN_KEYS; j++) kp[d * ATTN_KEYS + j] = 0.0f;
-}
-
-/* s[4, 16·NV] = scale · q[4 rows, dh] · kpᵀ for one packed key block; rows given by pointer so the
- * last group of a block can repeat a valid row instead of reading past the end of q. */
-SD_AVX512_INLINE void score_tile(float *s, int lds, const float *const qr[SCORE_ROWS], const float *kp, int dh,
-                                 float scale, int NV) {
-  __m512 acc[SCORE_ROWS][4];
+/* One score tile in the transposed layout, query rows in lanes: st[j][r] = scale · q_r·k_j for the
+ * 16·NR rows of qt [dh][64] (qᵀ of the block) and the KT keys j0 .. j0+KT-1, read straight from k.
+ * causal_row0 ≥ 0 (the block's first query position) sets keys after a row's position to -inf.
+ * Raises the running row maxima mx[64]. */
+SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, int ldk, int j0, int dh, float scale,
+                                 int causal_row0, float *mx, int NR, int KT) {
+  __m512 acc[SCORE_KEYS][4];
+  const float *kr[SCORE_KEYS];
+#pragma GCC unroll 6
+  for (int t = 0; t < KT; t++) kr[t] = kh + (int64_t)(j0 + t) * ldk;
+#pragma GCC unroll 6
+  for (int t = 0; t < KT; t++)
 #pragma GCC unroll 4
-  for (int i = 0; i < SCORE_ROWS; i++)
-#pragma GCC unroll 4
-    for (int c = 0; c < NV; c++) acc[i][c] = _mm512_setzero_ps();
+    for (int r = 0; r < NR; r++) acc[t][r] = _mm512_setzero_ps();
   for (int d = 0; d < dh; d++) {
-    __m512 kv[4];
+    __m512 qv[4];
 #pragma GCC unroll 4
-    for (int c = 0; c < NV; c++) kv[c] = _mm512_load_ps(kp + d * ATTN_KEYS + 16 * c);
+    for (int r = 0; r < NR; r++) qv[r] = _mm512_load_ps(qt + d * ATTN_ROWS + 16 * r);
+#pragma GCC unroll 6
+    for (int t = 0; t < KT; t++) {
+      __m512 kb = _mm512_set1_ps(kr[t][d]);
 #pragma GCC unroll 4
-    for (int i = 0; i < SCORE_ROWS; i++) {
-      __m512 qb = _mm512_set1_ps(qr[i][d]);
-#pragma GCC unroll 4
-      for (int c = 0; c < NV; c++) acc[i][c] = _mm512_fmadd_ps(qb, kv[c], acc[i][c]);
+      for (int r = 0; r < NR; r++) acc[t][r] = _mm512_fmadd_ps(kb, qv[r], acc[t][r]);
     }
   }
   __m512 vs = _mm512_set1_ps(scale);
 #pragma GCC unroll 4
-  for (int i = 0; i < SCORE_ROWS; i++)
+  for (int r = 0; r < NR; r++) {
+    __m512 m = _mm512_load_ps(mx + 16 * r);
+    __m512i row = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                   _mm512_set1_epi32(causal_row0 + 16 * r));
+#pragma GCC unroll 6
+    for (int t = 0; t < KT; t++) {
+      __m512 sv = _mm512_mul_ps(acc[t][r], vs);
+      if (causal_row0 >= 0)
+        sv = _mm512_mask_mov_ps(sv, _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(j0 + t)),
+                                _mm512_set1_ps(-INFINITY));
+      _mm512_store_ps(st + (int64_t)(j0 + t) * ATTN_ROWS + 16 * r, sv);
+      m = _mm512_max_ps(m, sv);
+    }
+    _mm512_store_ps(mx + 16 * r, m);
+  }
+}
+
+/* ot[c][r] (+)= Σ_jj pb[jj][r] · v[j0+jj][c0+c] for the CT columns c0 .. of the head, over the n keys
+ * of one step; first = 1 starts from zero. */
+SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int ldk, int j0, int n, int c0, int first,
+                              int NR, int CT) {
+  __m512 acc[PV_COLS][4];
+#pragma GCC unroll 5
+  for (int c = 0; c < CT; c++)
 #pragma GCC unroll 4
-    for (int c = 0; c < NV; c++) _mm512_store_ps(s + (int64_t)i * lds + 16 * c, _mm512_mul_ps(acc[i][c], vs));
-}
-
-SD_AVX512 static void score_tile_4(float *s, int lds, const float *const qr[SCORE_ROWS], const float *kp, int dh,
-                                   float scale) {
-  score_tile(s, lds, qr, kp, dh, scale, 4);
-}
-SD_AVX512 static void score_tile_3(float *s, int lds, const float *const qr[SCORE_ROWS], const float *kp, int dh,
-                                   float scale) {
-  score_tile(s, lds, qr, kp, dh, scale, 3);
-}
-SD_AVX512 static void score_tile_2(float *s, int lds, const float *const qr[SCORE_ROWS], const float *kp, int dh,
-                                   float scale) {
-  score_tile(s, lds, qr, kp, dh, scale, 2);
-}
-SD_AVX512 static void score_tile_1(float *s, int lds, const float *const qr[SCORE_ROWS], const float *kp, int dh,
-                                   float scale) {
-  score_tile(s, lds, qr, kp, dh, scale, 1);
-}
-
-/* o[R, 16·NV] (+)= p[R, j0:j1] · v[j0:j1, 16·NV columns] with o in the task's buffer (row stride ldo,
- * first = 1 starts from zero); vmask[c] masks the columns past dh in the last vector. */
-SD_AVX512_INLINE void pv_tile(float *o, int ldo, const float *const pr[], const float *v, int ldv, int j0, int j1,
-                              const __mmask16 *vmask, int first, int R, int NV) {
-  __m512 acc[16][PV_MAX_VECS];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; i++)
+    for (int r = 0; r < NR; r++)
+      acc[c][r] = first ? _mm512_setzero_ps() : _mm512_load_ps(ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r);
+  const float *vr = vh + (int64_t)j0 * ldk + c0;
+  for (int jj = 0; jj < n; jj++, vr += ldk) {
+    __m512 p[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) p[r] = _mm512_load_ps(pb + jj * ATTN_ROWS + 16 * r);
 #pragma GCC unroll 5
-    for (int c = 0; c < NV; c++)
-      acc[i][c] = first ? _mm512_setzero_ps() : _mm512_load_ps(o + (int64_t)i * ldo + 16 * c);
-  for (int j = j0; j < j1; j++) {
-    __m512 vv[PV_MAX_VECS];
-    const float *vrow = v + (int64_t)j * ldv;
-#pragma GCC unroll 5
-    for (int c = 0; c < NV; c++) vv[c] = _mm512_maskz_loadu_ps(vmask[c], vrow + 16 * c);
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) {
-      __m512 pb = _mm512_set1_ps(pr[i][j]);
-#pragma GCC unroll 5
-      for (int c = 0; c < NV; c++) acc[i][c] = _mm512_fmadd_ps(pb, vv[c], acc[i][c]);
+    for (int c = 0; c < CT; c++) {
+      __m512 vb = _mm512_set1_ps(vr[c]);
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; r++) acc[c][r] = _mm512_fmadd_ps(vb, p[r], acc[c][r]);
     }
   }
-#pragma GCC unroll 16
-  for (int i = 0; i < R; i++)
 #pragma GCC unroll 5
-    for (int c = 0; c < NV; c++) _mm512_store_ps(o + (int64_t)i * ldo + 16 * c, acc[i][c]);
+  for (int c = 0; c < CT; c++)
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) _mm512_store_ps(ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r, acc[c][r]);
 }
 
-#define PV_TILE(R, NV)                                                                                                 \
-  SD_AVX512 static void pv_tile_##R##_##NV(float *o, int ldo, const float *const pr[], const float *v, int ldv,     \
-                                           int j0, int j1, const __mmask16 *vmask, int first) {                       \
-    pv_tile(o, ldo, pr, v, ldv, j0, j1, vmask, first, R, NV);                                                          \
+/* One out-of-line copy per (row vectors, keys) and (row vectors, columns), so each tile gets the
+ * whole register file: a tile inlined into the task loop spilled its operands. */
+typedef void (*score_fn)(float *, const float *, const float *, int, int, int, float, int, float *);
+typedef void (*pv_fn)(float *, const float *, const float *, int, int, int, int, int);
+#define SCORE_FN(NR, KT)                                                                                               \
+  SD_AVX512 __attribute__((noinline)) static void score_##NR##_##KT(float *st, const float *qt, const float *kh,     \
+                                                                    int ldk, int j0, int dh, float scale,             \
+                                                                    int causal_row0, float *mx) {                     \
+    score_tile(st, qt, kh, ldk, j0, dh, scale, causal_row0, mx, NR, KT);                                               \
   }
-/* Rows per tile for NV vectors of output: R·NV accumulators + NV v vectors + 1 broadcast ≤ 32 zmm,
- * and R divides 64 so the row groups tile the block. */
-PV_TILE(16, 1)
-PV_TILE(8, 2)
-PV_TILE(8, 3)
-PV_TILE(4, 4)
-PV_TILE(4, 5)
-
-typedef void (*pv_tile_fn)(float *, int, const float *const[], const float *, int, int, int, const __mmask16 *, int);
-
-/* Softmax numerators of one score row in place: exp(s - max) over the first `valid` entries, zeros
- * from there up to `cols` (a multiple of 16); returns their sum. */
-SD_AVX512 static float softmax_row(float *s, int valid, int cols) {
-  __m512 mx = _mm512_set1_ps(-FLT_MAX);
-  int j = 0;
-  for (; j + 16 <= valid; j += 16) mx = _mm512_max_ps(mx, _mm512_load_ps(s + j));
-  if (j < valid) mx = _mm512_max_ps(mx, _mm512_mask_load_ps(mx, tail_mask(valid - j), s + j));
-  __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-  __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
-  j = 0;
-  for (; j + 32 <= valid; j += 32) {
-    __m512 e0 = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s + j), vmax));
-    __m512 e1 = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s + j + 16), vmax));
-    _mm512_store_ps(s + j, e0);
-    _mm512_store_ps(s + j + 16, e1);
-    sum0 = _mm512_add_ps(sum0, e0);
-    sum1 = _mm512_add_ps(sum1, e1);
+#define PV_FN(NR, CT)                                                                                                  \
+  SD_AVX512 __attribute__((noinline)) static void pv_##NR##_##CT(float *ot, const float *pb, const float *vh,        \
+                                                                 int ldk, int j0, int n, int c0, int first) {         \
+    pv_tile(ot, pb, vh, ldk, j0, n, c0, first, NR, CT);                                                                \
   }
-  for (; j < valid; j += 16) {
-    __mmask16 m = tail_mask(valid - j);
-    __m512 e = _mm512_maskz_mov_ps(m, exp_approx16(_mm512_sub_ps(_mm512_maskz_load_ps(m, s + j), vmax)));
-    _mm512_store_ps(s + j, e);
-    sum0 = _mm512_add_ps(sum0, e);
-  }
-  for (; j < cols; j += 16) _mm512_store_ps(s + j, _mm512_setzero_ps());
-  return _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
-}
+#define TILES_FOR_ROWS(NR)                                                                                             \
+  SCORE_FN(NR, 1) SCORE_FN(NR, 2) SCORE_FN(NR, 3) SCORE_FN(NR, 4) SCORE_FN(NR, 5) SCORE_FN(NR, 6)                      \
+  PV_FN(NR, 1) PV_FN(NR, 2) PV_FN(NR, 3) PV_FN(NR, 4) PV_FN(NR, 5)
+TILES_FOR_ROWS(1)
+TILES_FOR_ROWS(2)
+TILES_FOR_ROWS(3)
+TILES_FOR_ROWS(4)
+static const score_fn score_fns[4][SCORE_KEYS] = {
+    {score_1_1, score_1_2, score_1_3, score_1_4, score_1_5, score_1_6},
+    {score_2_1, score_2_2, score_2_3, score_2_4, score_2_5, score_2_6},
+    {score_3_1, score_3_2, score_3_3, score_3_4, score_3_5, score_3_6},
+    {score_4_1, score_4_2, score_4_3, score_4_4, score_4_5, score_4_6}};
+static const pv_fn pv_fns[4][PV_COLS] = {{pv_1_1, pv_1_2, pv_1_3, pv_1_4, pv_1_5},
+                                         {pv_2_1, pv_2_2, pv_2_3, pv_2_4, pv_2_5},
+                                         {pv_3_1, pv_3_2, pv_3_3, pv_3_4, pv_3_5},
+                                         {pv_4_1, pv_4_2, pv_4_3, pv_4_4, pv_4_5}};
 
-/* One task: query rows r0 .. r0+m-1 (m ≤ 64) of head h. s [64, lds] and o [64, ldo] are the
- * thread's scratch (64-byte aligned, lds and ldo multiples of 16). */
-SD_AVX512 static void attention_block(float *out, int ldo_out, const float *q, int ldq, const float *kp,
-                                      const float *v, int ldk, int tk, int dh, float scale, int causal, int h, int r0,
-                                      int m, float *s, int lds, float *o, int ldo) {
+/* Per-thread scratch of one task, all [x][64] with the block's query rows along the 64. */
+typedef struct {
+  float *scores;   /* [tk][64] scale·q·kᵀ, transposed */
+  float *q_t;      /* [dh][64] qᵀ of the block, zero past its rows */
+  float *probs;    /* [PV_KEYS][64] exp(score - max) of one step */
+  float *out_t;    /* [dh][64] unnormalised outputs, transposed */
+} attention_scratch;
+
+/* One task: query rows r0 .. r0+m-1 (m ≤ 64) of head h. */
+SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int ldq, const float *k, const float *v,
+                                      int ldk, int tk, int dh, float scale, int causal, int h, int r0, int m,
+                                      const attention_scratch *w) {
+  int nr = (m + 15) / 16;
   /* keys after the last query of the block are masked anyway: skip them */
   int cols = causal ? (r0 + m < tk ? r0 + m : tk) : tk;
-  int cols16 = (cols + 15) & ~15;
-  const float *qh = q + (int64_t)h * dh;
-  const float *qlast = qh + (int64_t)(r0 + m - 1) * ldq;
+  const float *qh = q + (int64_t)r0 * ldq + (int64_t)h * dh, *kh = k + (int64_t)h * dh, *vh = v + (int64_t)h * dh;
+  for (int r = 0; r < m; r++)
+    for (int d = 0; d < dh; d++) w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d];
+  for (int d = 0; d < dh; d++)
+    for (int r = m; r < 16 * nr; r++) w->q_t[d * ATTN_ROWS + r] = 0.0f;
 
-  /* scores: key block outer, so one kᵀ block (64·dh floats) serves all row groups from L1 */
-  for (int kb = 0; kb * ATTN_KEYS < cols16; kb++) {
-    int nk = cols16 - kb * ATTN_KEYS < ATTN_KEYS ? cols16 - kb * ATTN_KEYS : ATTN_KEYS;
-    const float *kblk = kp + (int64_t)kb * ATTN_KEYS * dh;
-    for (int i0 = 0; i0 < m; i0 += SCORE_ROWS) {
-      const float *qr[SCORE_ROWS];
-      for (int i = 0; i < SCORE_ROWS; i++)
-        qr[i] = i0 + i < m ? qh + (int64_t)(r0 + i0 + i) * ldq : qlast;
-      float *st = s + (int64_t)i0 * lds + kb * ATTN_KEYS;
-      switch (nk / 16) {
-      case 4: score_tile_4(st, lds, qr, kblk, dh, scale); break;
-      case 3: score_tile_3(st, lds, qr, kblk, dh, scale); break;
-      case 2: score_tile_2(st, lds, qr, kblk, dh, scale); break;
-      default: score_tile_1(st, lds, qr, kblk, dh, scale); break;
-      }
-    }
-  }
+  float mx[ATTN_ROWS] __attribute__((aligned(64)));
+  for (int r = 0; r < ATTN_ROWS; r++) mx[r] = -INFINITY;
+  const score_fn *score = score_fns[nr - 1];
+  int causal_row0 = causal ? r0 : -1, j = 0;
+  for (; j + SCORE_KEYS <= cols; j += SCORE_KEYS)
+    score[SCORE_KEYS - 1](w->scores, w->q_t, kh, ldk, j, dh, scale, causal_row0, mx);
+  if (j < cols) score[cols - j - 1](w->scores, w->q_t, kh, ldk, j, dh, scale, causal_row0, mx);
 
-  float inv_sum[ATTN_ROWS];
-  for (int r = 0; r < m; r++) {
-    int valid = causal ? (r0 + r + 1 < cols ? r0 + r + 1 : cols) : cols;
-    inv_sum[r] = 1.0f / softmax_row(s + (int64_t)r * lds, valid, cols16);
-  }
-
-  /* P·V: the output columns in chunks of at most 5 vectors, each chunk as row groups of R rows */
-  int nv = (dh + 15) / 16;
-  int n_chunks = (nv + PV_MAX_VECS - 1) / PV_MAX_VECS;
-  const float *vh = v + (int64_t)h * dh;
+  /* exp and P·V per step of PV_KEYS keys; the row sums accumulate along */
+  __m512 vmax[4], sum[4];
+  for (int r = 0; r < nr; r++) vmax[r] = _mm512_load_ps(mx + 16 * r), sum[r] = _mm512_setzero_ps();
+  const pv_fn *pv = pv_fns[nr - 1];
   for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
-    int j1 = j0 + PV_KEYS < cols ? j0 + PV_KEYS : cols;
-    for (int ch = 0, c0 = 0; ch < n_chunks; ch++) {
-      int cnv = (nv - c0 + (n_chunks - ch) - 1) / (n_chunks - ch); /* balanced chunk sizes */
-      __mmask16 vmask[PV_MAX_VECS];
-      for (int c = 0; c < cnv; c++) vmask[c] = tail_mask(dh - 16 * (c0 + c));
-      int R = cnv == 1 ? 16 : cnv <= 3 ? 8 : 4;
-      pv_tile_fn tile = cnv == 1 ? pv_tile_16_1 : cnv == 2 ? pv_tile_8_2 : cnv == 3 ? pv_tile_8_3 : cnv == 4 ? pv_tile_4_4 : pv_tile_4_5;
-      for (int i0 = 0; i0 < m; i0 += R) {
-        const float *pr[16];
-        for (int i = 0; i < R; i++) pr[i] = s + (int64_t)(i0 + i < m ? i0 + i : m - 1) * lds;
-        tile(o + (int64_t)i0 * ldo + 16 * c0, ldo, pr, vh + 16 * c0, ldk, j0, j1, vmask, j0 == 0);
+    int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS;
+    for (int jj = 0; jj < n; jj++)
+      for (int r = 0; r < nr; r++) {
+        const float *s = w->scores + (int64_t)(j0 + jj) * ATTN_ROWS + 16 * r;
+        __m512 e = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s), vmax[r]));
+        _mm512_store_ps(w->probs + jj * ATTN_ROWS + 16 * r, e);
+        sum[r] = _mm512_add_ps(sum[r], e);
       }
-      c0 += cnv;
+    for (int c0 = 0; c0 < dh; c0 += PV_COLS) {
+      int ct = dh - c0 < PV_COLS ? dh - c0 : PV_COLS;
+      pv[ct - 1](w->out_t, w->probs, vh, ldk, j0, n, c0, j0 == 0);
     }
   }
 
   /* normalising the dh outputs of a row is cheaper than the tk probabilities */
+  float inv_sum[ATTN_ROWS] __attribute__((aligned(64)));
+  for (int r = 0; r < nr; r++) _mm512_store_ps(inv_sum + 16 * r, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[r]));
   for (int r = 0; r < m; r++) {
-    float *dst = out + (int64_t)(r0 + r) * ldo_out + (int64_t)h * dh;
-    const float *src = o + (int64_t)r * ldo;
-    __m512 inv = _mm512_set1_ps(inv_sum[r]);
-    for (int c = 0; c < dh; c += 16) {
-      __mmask16 msk = tail_mask(dh - c);
-      _mm512_mask_storeu_ps(dst + c, msk, _mm512_mul_ps(_mm512_load_ps(src + c), inv));
-    }
+    float *dst = out + (int64_t)(r0 + r) * ldo + (int64_t)h * dh;
+    for (int c = 0; c < dh; c++) dst[c] = w->out_t[c * ATTN_ROWS + r] * inv_sum[r];
   }
 }
 
@@ -262,34 +229,22 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
                         int tk, int heads, int dh, float scale, int causal, sd_arena *arena, sd_error *err) {
   if (tq <= 0 || heads <= 0) return 0;
   if (tk <= 0 || dh <= 0) return sd_fail(err, "attention: %d keys of head size %d", tk, dh);
-  int n_kb = (tk + ATTN_KEYS - 1) / ATTN_KEYS;
-  int lds = (tk + 15) & ~15, ldo_buf = (dh + 15) & ~15;
-  int rows = tq < ATTN_ROWS ? tq : ATTN_ROWS;
   int n_blocks = (tq + ATTN_ROWS - 1) / ATTN_ROWS, n_threads = omp_get_max_threads();
-  size_t kp_head = (size_t)n_kb * ATTN_KEYS * dh;
-  size_t per_thread = (((size_t)rows + 15) & ~(size_t)15) * lds + (size_t)ATTN_ROWS * ldo_buf;
+  size_t n_scores = (size_t)tk * ATTN_ROWS, n_head = (size_t)dh * ATTN_ROWS, n_probs = (size_t)PV_KEYS * ATTN_ROWS;
+  size_t per_thread = n_scores + 2 * n_head + n_probs;
   size_t mark = sd_arena_mark(arena);
-  float *kp = sd_arena_floats(arena, kp_head * heads, err);
-  float *scratch = kp ? sd_arena_floats(arena, per_thread * n_threads, err) : NULL;
-  if (!scratch) {
-    sd_arena_release(arena, mark);
-    return -1;
-  }
+  float *scratch = sd_arena_floats(arena, per_thread * n_threads, err);
+  if (!scratch) return -1;
 #pragma omp parallel
   {
-#pragma omp for schedule(static)
-    for (int t = 0; t < heads * n_kb; t++) {
-      int h = t / n_kb, kb = t % n_kb;
-      pack_keys(kp + h * kp_head + (size_t)kb * ATTN_KEYS * dh, k, ldk, tk, dh, h, kb);
-    }
-    float *s = scratch + (size_t)omp_get_thread_num() * per_thread;
-    float *o = s + (((size_t)rows + 15) & ~(size_t)15) * lds;
+    float *base = scratch + (size_t)omp_get_thread_num() * per_thread;
+    attention_scratch w = {.scores = base, .q_t = base + n_scores, .out_t = base + n_scores + n_head,
+                           .probs = base + n_scores + 2 * n_head};
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < heads * n_blocks; task++) {
       int h = task / n_blocks, r0 = (task % n_blocks) * ATTN_ROWS;
       int m = tq - r0 < ATTN_ROWS ? tq - r0 : ATTN_ROWS;
-      attention_block(out, ldo, q, ldq, kp + h * kp_head, v, ldk, tk, dh, scale, causal, h, r0, m, s, lds, o,
-                      ldo_buf);
+      attention_block(out, ldo, q, ldq, k, v, ldk, tk, dh, scale, causal, h, r0, m, &w);
     }
   }
   sd_arena_release(arena, mark);
