@@ -177,15 +177,16 @@ typedef struct {
 } attention_scratch;
 
 /* One task: query rows r0 .. r0+m-1 (m ≤ 64) of head h. */
-SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int ldq, const float *k, const float *v,
-                                      int ldk, int tk, int dh, float scale, int causal, int h, int r0, int m,
+SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int ldq, const float *kh, const float *vh,
+                                      int tk, int dh, float scale, int causal, int h, int r0, int m,
                                       const attention_scratch *w) {
+  int ldk = dh; /* kh, vh: the head's keys and values packed [tk][dh] */
   int nr = (m + 15) / 16;
   /* keys after the last query of the block are masked anyway: skip them */
   int cols = causal ? (r0 + m < tk ? r0 + m : tk) : tk;
-  const float *qh = q + (int64_t)r0 * ldq + (int64_t)h * dh, *kh = k + (int64_t)h * dh, *vh = v + (int64_t)h * dh;
-  for (int r = 0; r < m; r++)
-    for (int d = 0; d < dh; d++) w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d];
+  const float *qh = q + (int64_t)r0 * ldq + (int64_t)h * dh;
+  for (int d = 0; d < dh; d++)
+    for (int r = 0; r < m; r++) w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d];
   for (int d = 0; d < dh; d++)
     for (int r = m; r < 16 * nr; r++) w->q_t[d * ATTN_ROWS + r] = 0.0f;
 
@@ -203,13 +204,14 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
   const pv_fn *pv = pv_fns[nr - 1];
   for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
     int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS;
-    for (int jj = 0; jj < n; jj++)
+    for (int jj = 0; jj < n; jj++) {
       for (int r = 0; r < nr; r++) {
         const float *s = w->scores + (int64_t)(j0 + jj) * ATTN_ROWS + 16 * r;
         __m512 e = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s), vmax[r]));
         _mm512_store_ps(w->probs + jj * ATTN_ROWS + 16 * r, e);
         sum[r] = _mm512_add_ps(sum[r], e);
       }
+    }
     for (int c0 = 0; c0 < dh; c0 += PV_COLS) {
       int ct = dh - c0 < PV_COLS ? dh - c0 : PV_COLS;
       pv[ct - 1](w->out_t, w->probs, vh, ldk, j0, n, c0, j0 == 0);
@@ -231,12 +233,25 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
   if (tk <= 0 || dh <= 0) return sd_fail(err, "attention: %d keys of head size %d", tk, dh);
   int n_blocks = (tq + ATTN_ROWS - 1) / ATTN_ROWS, n_threads = omp_get_max_threads();
   size_t n_scores = (size_t)tk * ATTN_ROWS, n_head = (size_t)dh * ATTN_ROWS, n_probs = (size_t)PV_KEYS * ATTN_ROWS;
-  size_t per_thread = n_scores + 2 * n_head + n_probs;
+  size_t per_thread = n_scores + 2 * n_head + n_probs, n_packed = (size_t)tk * dh;
   size_t mark = sd_arena_mark(arena);
-  float *scratch = sd_arena_floats(arena, per_thread * n_threads, err);
-  if (!scratch) return -1;
+  float *packed = sd_arena_floats(arena, 2 * n_packed * heads, err);
+  float *scratch = packed ? sd_arena_floats(arena, per_thread * n_threads, err) : NULL;
+  if (!scratch) {
+    sd_arena_release(arena, mark);
+    return -1;
+  }
 #pragma omp parallel
   {
+    /* every task of a head streams all its keys and values: contiguous copies [tk][dh] stay in L2
+     * and suit the prefetchers, where rows of k and v a row stride apart came from L3 */
+#pragma omp for schedule(static)
+    for (int t = 0; t < 2 * heads; t++) {
+      int h = t >> 1;
+      const float *src = (t & 1 ? v : k) + (int64_t)h * dh;
+      float *dst = packed + (size_t)t * n_packed;
+      for (int j = 0; j < tk; j++) memcpy(dst + (size_t)j * dh, src + (int64_t)j * ldk, sizeof(float) * dh);
+    }
     float *base = scratch + (size_t)omp_get_thread_num() * per_thread;
     attention_scratch w = {.scores = base, .q_t = base + n_scores, .out_t = base + n_scores + n_head,
                            .probs = base + n_scores + 2 * n_head};
@@ -244,7 +259,8 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
     for (int task = 0; task < heads * n_blocks; task++) {
       int h = task / n_blocks, r0 = (task % n_blocks) * ATTN_ROWS;
       int m = tq - r0 < ATTN_ROWS ? tq - r0 : ATTN_ROWS;
-      attention_block(out, ldo, q, ldq, k, v, ldk, tk, dh, scale, causal, h, r0, m, &w);
+      const float *kh = packed + (size_t)2 * h * n_packed, *vh = kh + n_packed;
+      attention_block(out, ldo, q, ldq, kh, vh, tk, dh, scale, causal, h, r0, m, &w);
     }
   }
   sd_arena_release(arena, mark);
