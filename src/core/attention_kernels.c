@@ -44,12 +44,12 @@ int sd_attention_avx512_selected(void) {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
-/* sd_exp_approx (vmath.h) on 16 lanes: the same Cody-Waite reduction and cephes polynomial, with
- * fused multiply-adds and vscalefps for the 2^n factor (exact for the normal range the scalar
- * version covers); x < -87.3 gives 0 as there. Agrees with the scalar version to about 1 ulp. */
+/* sd_exp_approx (vmath.h) on 16 lanes for x ≤ 0 (scores minus their row maximum, -inf for masked
+ * keys): the same Cody-Waite reduction and cephes polynomial, with fused multiply-adds and vscalefps
+ * for the 2^n factor (exact in the normal range the scalar version covers). x < -87.3 gives 0 as
+ * there; the zero-masking also discards what -inf makes of the reduction, so no clamp is needed. */
 SD_AVX512_INLINE __m512 exp_approx16(__m512 x) {
   __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -64,12 +64,12 @@ SD_AVX512_INLINE __m512 exp_approx16(__m512 x) {
   return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-/* One score tile in the transposed layout, query rows in lanes: st[j][r] = scale · q_r·k_j for the
- * 16·NR rows of qt [dh][64] (qᵀ of the block) and the KT keys j0 .. j0+KT-1, read straight from k.
+/* One score tile in the transposed layout, query rows in lanes: st[j][r] = q_r·k_j for the 16·NR
+ * rows of qt [dh][64] (scale·qᵀ of the block) and the KT keys j0 .. j0+KT-1, read straight from k.
  * causal_row0 ≥ 0 (the block's first query position) sets keys after a row's position to -inf.
  * Raises the running row maxima mx[64]. */
-SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, int ldk, int j0, int dh, float scale,
-                                 int causal_row0, float *mx, int NR, int KT) {
+SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, int ldk, int j0, int dh, int causal_row0,
+                                 float *mx, int NR, int KT) {
   __m512 acc[SCORE_KEYS][4];
   const float *kr[SCORE_KEYS];
 #pragma GCC unroll 6
@@ -89,7 +89,6 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
       for (int r = 0; r < NR; r++) acc[t][r] = _mm512_fmadd_ps(kb, qv[r], acc[t][r]);
     }
   }
-  __m512 vs = _mm512_set1_ps(scale);
 #pragma GCC unroll 4
   for (int r = 0; r < NR; r++) {
     __m512 m = _mm512_load_ps(mx + 16 * r);
@@ -97,7 +96,7 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
                                    _mm512_set1_epi32(causal_row0 + 16 * r));
 #pragma GCC unroll 6
     for (int t = 0; t < KT; t++) {
-      __m512 sv = _mm512_mul_ps(acc[t][r], vs);
+      __m512 sv = acc[t][r];
       if (causal_row0 >= 0)
         sv = _mm512_mask_mov_ps(sv, _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(j0 + t)),
                                 _mm512_set1_ps(-INFINITY));
@@ -138,13 +137,13 @@ SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int l
 
 /* One out-of-line copy per (row vectors, keys) and (row vectors, columns), so each tile gets the
  * whole register file: a tile inlined into the task loop spilled its operands. */
-typedef void (*score_fn)(float *, const float *, const float *, int, int, int, float, int, float *);
+typedef void (*score_fn)(float *, const float *, const float *, int, int, int, int, float *);
 typedef void (*pv_fn)(float *, const float *, const float *, int, int, int, int, int);
 #define SCORE_FN(NR, KT)                                                                                               \
   SD_AVX512 __attribute__((noinline)) static void score_##NR##_##KT(float *st, const float *qt, const float *kh,     \
-                                                                    int ldk, int j0, int dh, float scale,             \
-                                                                    int causal_row0, float *mx) {                     \
-    score_tile(st, qt, kh, ldk, j0, dh, scale, causal_row0, mx, NR, KT);                                               \
+                                                                    int ldk, int j0, int dh, int causal_row0,         \
+                                                                    float *mx) {                                      \
+    score_tile(st, qt, kh, ldk, j0, dh, causal_row0, mx, NR, KT);                                                      \
   }
 #define PV_FN(NR, CT)                                                                                                  \
   SD_AVX512 __attribute__((noinline)) static void pv_##NR##_##CT(float *ot, const float *pb, const float *vh,        \
@@ -171,7 +170,7 @@ static const pv_fn pv_fns[4][PV_COLS] = {{pv_1_1, pv_1_2, pv_1_3, pv_1_4, pv_1_5
 /* Per-thread scratch of one task, all [x][64] with the block's query rows along the 64. */
 typedef struct {
   float *scores;   /* [tk][64] scale·q·kᵀ, transposed */
-  float *q_t;      /* [dh][64] qᵀ of the block, zero past its rows */
+  float *q_t;      /* [dh][64] scale·qᵀ of the block, zero past its rows */
   float *probs;    /* [PV_KEYS][64] exp(score - max) of one step */
   float *out_t;    /* [dh][64] unnormalised outputs, transposed */
 } attention_scratch;
@@ -186,7 +185,7 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
   int cols = causal ? (r0 + m < tk ? r0 + m : tk) : tk;
   const float *qh = q + (int64_t)r0 * ldq + (int64_t)h * dh;
   for (int d = 0; d < dh; d++)
-    for (int r = 0; r < m; r++) w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d];
+    for (int r = 0; r < m; r++) w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d] * scale;
   for (int d = 0; d < dh; d++)
     for (int r = m; r < 16 * nr; r++) w->q_t[d * ATTN_ROWS + r] = 0.0f;
 
@@ -195,22 +194,26 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
   const score_fn *score = score_fns[nr - 1];
   int causal_row0 = causal ? r0 : -1, j = 0;
   for (; j + SCORE_KEYS <= cols; j += SCORE_KEYS)
-    score[SCORE_KEYS - 1](w->scores, w->q_t, kh, ldk, j, dh, scale, causal_row0, mx);
-  if (j < cols) score[cols - j - 1](w->scores, w->q_t, kh, ldk, j, dh, scale, causal_row0, mx);
+    score[SCORE_KEYS - 1](w->scores, w->q_t, kh, ldk, j, dh, causal_row0, mx);
+  if (j < cols) score[cols - j - 1](w->scores, w->q_t, kh, ldk, j, dh, causal_row0, mx);
 
   /* exp and P·V per step of PV_KEYS keys; the row sums accumulate along */
   __m512 vmax[4], sum[4];
-  for (int r = 0; r < nr; r++) vmax[r] = _mm512_load_ps(mx + 16 * r), sum[r] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++) vmax[r] = _mm512_load_ps(mx + 16 * r), sum[r] = _mm512_setzero_ps();
   const pv_fn *pv = pv_fns[nr - 1];
   for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
     int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS;
     for (int jj = 0; jj < n; jj++) {
-      for (int r = 0; r < nr; r++) {
-        const float *s = w->scores + (int64_t)(j0 + jj) * ATTN_ROWS + 16 * r;
-        __m512 e = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s), vmax[r]));
-        _mm512_store_ps(w->probs + jj * ATTN_ROWS + 16 * r, e);
-        sum[r] = _mm512_add_ps(sum[r], e);
-      }
+      const float *s = w->scores + (int64_t)(j0 + jj) * ATTN_ROWS;
+      /* unrolled with constant indices so that the sums stay in registers */
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++)
+        if (r < nr) {
+          __m512 e = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s + 16 * r), vmax[r]));
+          _mm512_store_ps(w->probs + jj * ATTN_ROWS + 16 * r, e);
+          sum[r] = _mm512_add_ps(sum[r], e);
+        }
     }
     for (int c0 = 0; c0 < dh; c0 += PV_COLS) {
       int ct = dh - c0 < PV_COLS ? dh - c0 : PV_COLS;
@@ -220,7 +223,9 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
 
   /* normalising the dh outputs of a row is cheaper than the tk probabilities */
   float inv_sum[ATTN_ROWS] __attribute__((aligned(64)));
-  for (int r = 0; r < nr; r++) _mm512_store_ps(inv_sum + 16 * r, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[r]));
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++)
+    if (r < nr) _mm512_store_ps(inv_sum + 16 * r, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[r]));
   for (int r = 0; r < m; r++) {
     float *dst = out + (int64_t)(r0 + r) * ldo + (int64_t)h * dh;
     for (int c = 0; c < dh; c++) dst[c] = w->out_t[c * ATTN_ROWS + r] * inv_sum[r];
