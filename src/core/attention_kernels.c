@@ -75,6 +75,8 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
   const float *kr[SCORE_KEYS];
 #pragma GCC unroll 6
   for (int t = 0; t < KT; t++) kr[t] = kh + (int64_t)(j0 + t) * ldk;
+  /* the next tile's keys (contiguous when packed) from L2 into L1 while this one computes */
+  for (int off = 0; off < SCORE_KEYS * ldk; off += 16) _mm_prefetch((const char *)(kr[0] + KT * ldk + off), _MM_HINT_T0);
 #pragma GCC unroll 6
   for (int t = 0; t < KT; t++)
 #pragma GCC unroll 4
@@ -207,6 +209,8 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
     int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS;
     for (int jj = 0; jj < n; jj++) {
       const float *s = w->scores + (int64_t)(j0 + jj) * ATTN_ROWS;
+      /* the step's values from L2 into L1 while the exponentials are computed */
+      for (int off = 0; off < dh; off += 16) _mm_prefetch((const char *)(vh + (int64_t)(j0 + jj) * dh + off), _MM_HINT_T0);
       /* unrolled with constant indices so that the sums stay in registers */
 #pragma GCC unroll 4
       for (int r = 0; r < 4; r++)
