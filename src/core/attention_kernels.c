@@ -65,8 +65,8 @@ SD_AVX512_INLINE __m512 exp_approx16(__m512 x) {
   return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-/* One score tile in the transposed layout, query rows in lanes: st[j][r] = q_r·k_j for the 16·NR
- * rows of qt [dh][64] (scale·qᵀ of the block) and the KT keys j0 .. j0+KT-1, read straight from k.
+/* One score tile in the transposed layout, query rows in lanes: st[t][r] = q_r·k_{j0+t} for the
+ * 16·NR rows of qt [dh][64] (scale·qᵀ of the block) and the KT keys j0 .. j0+KT-1 of kh [tk][ldk].
  * causal_row0 ≥ 0 (the block's first query position) sets keys after a row's position to -inf.
  * Raises the running row maxima mx[64]. */
 SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, int ldk, int j0, int dh, int causal_row0,
@@ -103,7 +103,7 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
       if (causal_row0 >= 0)
         sv = _mm512_mask_mov_ps(sv, _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(j0 + t)),
                                 _mm512_set1_ps(-INFINITY));
-      _mm512_store_ps(st + (int64_t)(j0 + t) * ATTN_ROWS + 16 * r, sv);
+      _mm512_store_ps(st + t * ATTN_ROWS + 16 * r, sv);
       m = _mm512_max_ps(m, sv);
     }
     _mm512_store_ps(mx + 16 * r, m);
@@ -172,13 +172,16 @@ static const pv_fn pv_fns[4][PV_COLS] = {{pv_1_1, pv_1_2, pv_1_3, pv_1_4, pv_1_5
 
 /* Per-thread scratch of one task, all [x][64] with the block's query rows along the 64. */
 typedef struct {
-  float *scores;   /* [tk][64] scale·q·kᵀ, transposed */
-  float *q_t;      /* [dh][64] scale·qᵀ of the block, zero past its rows */
-  float *probs;    /* [PV_KEYS][64] exp(score - max) of one step */
-  float *out_t;    /* [dh][64] unnormalised outputs, transposed */
+  float *q_t;   /* [dh][64] scale·qᵀ of the block, zero past its rows */
+  float *probs; /* [PV_KEYS][64] scores of one step of keys, then their exponentials */
+  float *out_t; /* [dh][64] unnormalised outputs, transposed */
 } attention_scratch;
 
-/* One task: query rows r0 .. r0+m-1 (m ≤ 64) of head h. */
+/* One task: query rows r0 .. r0+m-1 (m ≤ 64) of head h, one pass over the keys in steps of 64
+ * (the online softmax of flash attention): a step's scores stay in L1 from the score tiles through
+ * the exponentials to P·V. When a step raises a row's maximum, what that row accumulated so far
+ * (its sum and dh outputs) is multiplied by exp(old - new max), so every term ends up as
+ * exp(score - final max) up to rounding, as in the two-pass softmax of the sgemm path. */
 SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int ldq, const float *kh, const float *vh,
                                       int tk, int dh, float scale, int causal, int h, int r0, int m,
                                       const attention_scratch *w) {
@@ -194,21 +197,33 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
 
   float mx[ATTN_ROWS] __attribute__((aligned(64)));
   for (int r = 0; r < ATTN_ROWS; r++) mx[r] = -INFINITY;
-  const score_fn *score = score_fns[nr - 1];
-  int causal_row0 = causal ? r0 : -1, j = 0;
-  for (; j + SCORE_KEYS <= cols; j += SCORE_KEYS)
-    score[SCORE_KEYS - 1](w->scores, w->q_t, kh, ldk, j, dh, causal_row0, mx);
-  if (j < cols) score[cols - j - 1](w->scores, w->q_t, kh, ldk, j, dh, causal_row0, mx);
-
-  /* exp and P·V per step of PV_KEYS keys; the row sums accumulate along */
   __m512 vmax[4], sum[4];
 #pragma GCC unroll 4
-  for (int r = 0; r < 4; r++) vmax[r] = _mm512_load_ps(mx + 16 * r), sum[r] = _mm512_setzero_ps();
+  for (int r = 0; r < 4; r++) vmax[r] = _mm512_set1_ps(-INFINITY), sum[r] = _mm512_setzero_ps();
+  const score_fn *score = score_fns[nr - 1];
   const pv_fn *pv = pv_fns[nr - 1];
+  int causal_row0 = causal ? r0 : -1;
   for (int j0 = 0; j0 < cols; j0 += PV_KEYS) {
-    int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS;
+    int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS, j = j0;
+    for (; j + SCORE_KEYS <= j0 + n; j += SCORE_KEYS)
+      score[SCORE_KEYS - 1](w->probs + (j - j0) * ATTN_ROWS, w->q_t, kh, ldk, j, dh, causal_row0, mx);
+    if (j < j0 + n) score[j0 + n - j - 1](w->probs + (j - j0) * ATTN_ROWS, w->q_t, kh, ldk, j, dh, causal_row0, mx);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+      if (r < nr) {
+        __m512 new_max = _mm512_load_ps(mx + 16 * r);
+        if (j0 > 0 && _mm512_cmp_ps_mask(new_max, vmax[r], _CMP_NEQ_UQ)) {
+          __m512 alpha = exp_approx16(_mm512_sub_ps(vmax[r], new_max));
+          sum[r] = _mm512_mul_ps(sum[r], alpha);
+          for (int c = 0; c < dh; c++) {
+            float *o = w->out_t + c * ATTN_ROWS + 16 * r;
+            _mm512_store_ps(o, _mm512_mul_ps(_mm512_load_ps(o), alpha));
+          }
+        }
+        vmax[r] = new_max;
+      }
     for (int jj = 0; jj < n; jj++) {
-      const float *s = w->scores + (int64_t)(j0 + jj) * ATTN_ROWS;
+      float *s = w->probs + jj * ATTN_ROWS;
       /* the step's values from L2 into L1 while the exponentials are computed */
       for (int off = 0; off < dh; off += 16) _mm_prefetch((const char *)(vh + (int64_t)(j0 + jj) * dh + off), _MM_HINT_T0);
       /* unrolled with constant indices so that the sums stay in registers */
@@ -216,7 +231,7 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
       for (int r = 0; r < 4; r++)
         if (r < nr) {
           __m512 e = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s + 16 * r), vmax[r]));
-          _mm512_store_ps(w->probs + jj * ATTN_ROWS + 16 * r, e);
+          _mm512_store_ps(s + 16 * r, e);
           sum[r] = _mm512_add_ps(sum[r], e);
         }
     }
@@ -242,8 +257,8 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
   if (tq <= 0 || heads <= 0) return 0;
   if (tk <= 0 || dh <= 0) return sd_fail(err, "attention: %d keys of head size %d", tk, dh);
   int n_blocks = (tq + ATTN_ROWS - 1) / ATTN_ROWS, n_threads = omp_get_max_threads();
-  size_t n_scores = (size_t)tk * ATTN_ROWS, n_head = (size_t)dh * ATTN_ROWS, n_probs = (size_t)PV_KEYS * ATTN_ROWS;
-  size_t per_thread = n_scores + 2 * n_head + n_probs, n_packed = (size_t)tk * dh;
+  size_t n_head = (size_t)dh * ATTN_ROWS, n_probs = (size_t)PV_KEYS * ATTN_ROWS;
+  size_t per_thread = 2 * n_head + n_probs, n_packed = (size_t)tk * dh;
   size_t mark = sd_arena_mark(arena);
   float *packed = sd_arena_floats(arena, 2 * n_packed * heads, err);
   float *scratch = packed ? sd_arena_floats(arena, per_thread * n_threads, err) : NULL;
@@ -263,8 +278,7 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
       for (int j = 0; j < tk; j++) memcpy(dst + (size_t)j * dh, src + (int64_t)j * ldk, sizeof(float) * dh);
     }
     float *base = scratch + (size_t)omp_get_thread_num() * per_thread;
-    attention_scratch w = {.scores = base, .q_t = base + n_scores, .out_t = base + n_scores + n_head,
-                           .probs = base + n_scores + 2 * n_head};
+    attention_scratch w = {.q_t = base, .out_t = base + n_head, .probs = base + 2 * n_head};
 #pragma omp for schedule(dynamic, 1)
     for (int task = 0; task < heads * n_blocks; task++) {
       int h = task / n_blocks, r0 = (task % n_blocks) * ATTN_ROWS;
