@@ -16,8 +16,8 @@ static float frand(void) {
 }
 
 /* out[tq, ldo] in double: softmax(q·kᵀ·scale [+ causal mask]) · v per head. */
-static void attention_reference(double *out, int ldo, const float *q, int ldq, const float *k, const float *v,
-                                int ldk, int tq, int tk, int heads, int dh, float scale, int causal) {
+static void attention_reference(double *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldk,
+                                int tq, int tk, int heads, int dh, float scale, int causal) {
   double *sc = malloc(sizeof(double) * tk);
   for (int h = 0; h < heads; h++)
     for (int i = 0; i < tq; i++) {
@@ -25,14 +25,18 @@ static void attention_reference(double *out, int ldo, const float *q, int ldq, c
       double mx = -1e300, sum = 0;
       for (int j = 0; j < valid; j++) {
         double d = 0;
-        for (int c = 0; c < dh; c++) d += (double)q[(int64_t)i * ldq + h * dh + c] * k[(int64_t)j * ldk + h * dh + c];
+        for (int c = 0; c < dh; c++)
+          d += (double)q[(int64_t)i * ldq + h * dh + c] * k[(int64_t)j * ldk + h * dh + c];
         sc[j] = d * scale;
-        if (sc[j] > mx) mx = sc[j];
+        if (sc[j] > mx)
+          mx = sc[j];
       }
-      for (int j = 0; j < valid; j++) sum += (sc[j] = exp(sc[j] - mx));
+      for (int j = 0; j < valid; j++)
+        sum += (sc[j] = exp(sc[j] - mx));
       for (int c = 0; c < dh; c++) {
         double acc = 0;
-        for (int j = 0; j < valid; j++) acc += sc[j] * v[(int64_t)j * ldk + h * dh + c];
+        for (int j = 0; j < valid; j++)
+          acc += sc[j] * v[(int64_t)j * ldk + h * dh + c];
         out[(int64_t)i * ldo + h * dh + c] = acc / sum;
       }
     }
@@ -51,7 +55,8 @@ static double compare(const float *got, const double *want, int ldo, int tq, int
       den += want[(int64_t)i * ldo + c] * want[(int64_t)i * ldo + c];
     }
     for (int c = width; c < ldo; c++)
-      if (got[(int64_t)i * ldo + c] != 1234.5f) *padding_ok = 0;
+      if (got[(int64_t)i * ldo + c] != 1234.5f)
+        *padding_ok = 0;
   }
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
@@ -65,16 +70,21 @@ static void test_shape(int tq, int tk, int heads, int dh, int extra, int causal,
   float *v = malloc(sizeof(float) * tk * ldk), *o = malloc(sizeof(float) * tq * ldo);
   double *ref = malloc(sizeof(double) * tq * ldo);
   /* score_gain scales q so that some rows have peaked softmaxes (scores of tens) */
-  for (int64_t i = 0; i < (int64_t)tq * ldq; i++) q[i] = frand() * score_gain;
-  for (int64_t i = 0; i < (int64_t)tk * ldk; i++) k[i] = frand();
-  for (int64_t i = 0; i < (int64_t)tk * ldk; i++) v[i] = frand();
+  for (int64_t i = 0; i < (int64_t)tq * ldq; i++)
+    q[i] = frand() * score_gain;
+  for (int64_t i = 0; i < (int64_t)tk * ldk; i++)
+    k[i] = frand();
+  for (int64_t i = 0; i < (int64_t)tk * ldk; i++)
+    v[i] = frand();
   float scale = 1.0f / sqrtf((float)dh);
   attention_reference(ref, ldo, q, ldq, k, v, ldk, tq, tk, heads, dh, scale, causal);
   sd_arena arena = {0};
   sd_error err;
   for (int path = 0; path < 2; path++) {
-    if (path == 0 && !sd_attention_avx512_supported()) continue;
-    for (int64_t i = 0; i < (int64_t)tq * ldo; i++) o[i] = 1234.5f;
+    if (path == 0 && !sd_attention_avx512_supported())
+      continue;
+    for (int64_t i = 0; i < (int64_t)tq * ldo; i++)
+      o[i] = 1234.5f;
     int rc;
     if (path == 0) {
       rc = sd_attention_avx512(o, ldo, q, ldq, k, v, ldk, tq, tk, heads, dh, scale, causal, &arena, &err);
@@ -87,7 +97,8 @@ static void test_shape(int tq, int tk, int heads, int dh, int extra, int causal,
     int padding_ok;
     double rel = compare(o, ref, ldo, tq, width, &padding_ok);
     double *worst = path == 0 ? &worst_avx512 : &worst_blas;
-    if (rel > *worst) *worst = rel;
+    if (rel > *worst)
+      *worst = rel;
     CHECK(rel < 2e-6, "%s tq%d tk%d heads%d dh%d extra%d causal%d gain%g: rel-L2 %.3g (tolerance 2e-6)",
           path ? "blas" : "avx512", tq, tk, heads, dh, extra, causal, score_gain, rel);
     CHECK(padding_ok, "%s tq%d tk%d heads%d dh%d: wrote outside the heads' columns", path ? "blas" : "avx512", tq, tk,

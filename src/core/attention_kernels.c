@@ -1,8 +1,9 @@
-/* AVX-512 kernels for multi-head attention (see attention_kernels.h): scores from a kᵀ panel packed
- * once per head, the softmax of sd_exp_approx in 16-lane form, and P·V tiles that hold a few rows by
- * the whole head size in registers. Not a GEMM library and not built for other ISAs: each function
- * carries its own target attribute, so a generic build contains them and sd_attention picks them
- * at run time. */
+/* AVX-512 kernels for multi-head attention (see attention_kernels.h). Per task (head, 64 query rows
+ * held in the 16 lanes of four zmm): score tiles of 64 rows × 6 keys over the head size, the softmax
+ * of sd_exp_approx in 16-lane form applied online per step of 64 keys, and P·V tiles of 64 rows × 5
+ * output columns, all in L1. k and v of each head are packed contiguous once per call. Not a GEMM
+ * library and not built for other ISAs: each function carries its own target attribute, so a
+ * generic build contains them and sd_attention picks them at run time. */
 #include "core/attention_kernels.h"
 
 #include <immintrin.h>
@@ -38,7 +39,8 @@ int sd_attention_avx512_supported(void) {
 
 int sd_attention_avx512_selected(void) {
   const char *choice = getenv("SDPRUNE_ATTENTION");
-  if (choice && strcmp(choice, "blas") == 0) return 0;
+  if (choice && strcmp(choice, "blas") == 0)
+    return 0;
   return sd_attention_avx512_supported();
 }
 
@@ -74,22 +76,27 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
   __m512 acc[SCORE_KEYS][4];
   const float *kr[SCORE_KEYS];
 #pragma GCC unroll 6
-  for (int t = 0; t < KT; t++) kr[t] = kh + (int64_t)(j0 + t) * ldk;
+  for (int t = 0; t < KT; t++)
+    kr[t] = kh + (int64_t)(j0 + t) * ldk;
   /* the next tile's keys (contiguous when packed) from L2 into L1 while this one computes */
-  for (int off = 0; off < SCORE_KEYS * ldk; off += 16) _mm_prefetch((const char *)(kr[0] + KT * ldk + off), _MM_HINT_T0);
+  for (int off = 0; off < SCORE_KEYS * ldk; off += 16)
+    _mm_prefetch((const char *)(kr[0] + KT * ldk + off), _MM_HINT_T0);
 #pragma GCC unroll 6
   for (int t = 0; t < KT; t++)
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[t][r] = _mm512_setzero_ps();
+    for (int r = 0; r < NR; r++)
+      acc[t][r] = _mm512_setzero_ps();
   for (int d = 0; d < dh; d++) {
     __m512 qv[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) qv[r] = _mm512_load_ps(qt + d * ATTN_ROWS + 16 * r);
+    for (int r = 0; r < NR; r++)
+      qv[r] = _mm512_load_ps(qt + d * ATTN_ROWS + 16 * r);
 #pragma GCC unroll 6
     for (int t = 0; t < KT; t++) {
       __m512 kb = _mm512_set1_ps(kr[t][d]);
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; r++) acc[t][r] = _mm512_fmadd_ps(kb, qv[r], acc[t][r]);
+      for (int r = 0; r < NR; r++)
+        acc[t][r] = _mm512_fmadd_ps(kb, qv[r], acc[t][r]);
     }
   }
 #pragma GCC unroll 4
@@ -101,8 +108,7 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
     for (int t = 0; t < KT; t++) {
       __m512 sv = acc[t][r];
       if (causal_row0 >= 0)
-        sv = _mm512_mask_mov_ps(sv, _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(j0 + t)),
-                                _mm512_set1_ps(-INFINITY));
+        sv = _mm512_mask_mov_ps(sv, _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(j0 + t)), _mm512_set1_ps(-INFINITY));
       _mm512_store_ps(st + t * ATTN_ROWS + 16 * r, sv);
       m = _mm512_max_ps(m, sv);
     }
@@ -124,18 +130,21 @@ SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int l
   for (int jj = 0; jj < n; jj++, vr += ldk) {
     __m512 p[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) p[r] = _mm512_load_ps(pb + jj * ATTN_ROWS + 16 * r);
+    for (int r = 0; r < NR; r++)
+      p[r] = _mm512_load_ps(pb + jj * ATTN_ROWS + 16 * r);
 #pragma GCC unroll 5
     for (int c = 0; c < CT; c++) {
       __m512 vb = _mm512_set1_ps(vr[c]);
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; r++) acc[c][r] = _mm512_fmadd_ps(vb, p[r], acc[c][r]);
+      for (int r = 0; r < NR; r++)
+        acc[c][r] = _mm512_fmadd_ps(vb, p[r], acc[c][r]);
     }
   }
 #pragma GCC unroll 5
   for (int c = 0; c < CT; c++)
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) _mm512_store_ps(ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r, acc[c][r]);
+    for (int r = 0; r < NR; r++)
+      _mm512_store_ps(ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r, acc[c][r]);
 }
 
 /* One out-of-line copy per (row vectors, keys) and (row vectors, columns), so each tile gets the
@@ -143,28 +152,27 @@ SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int l
 typedef void (*score_fn)(float *, const float *, const float *, int, int, int, int, float *);
 typedef void (*pv_fn)(float *, const float *, const float *, int, int, int, int, int);
 #define SCORE_FN(NR, KT)                                                                                               \
-  SD_AVX512 __attribute__((noinline)) static void score_##NR##_##KT(float *st, const float *qt, const float *kh,     \
-                                                                    int ldk, int j0, int dh, int causal_row0,         \
-                                                                    float *mx) {                                      \
+  SD_AVX512 __attribute__((noinline)) static void score_##NR##_##KT(                                                   \
+      float *st, const float *qt, const float *kh, int ldk, int j0, int dh, int causal_row0, float *mx) {              \
     score_tile(st, qt, kh, ldk, j0, dh, causal_row0, mx, NR, KT);                                                      \
   }
 #define PV_FN(NR, CT)                                                                                                  \
-  SD_AVX512 __attribute__((noinline)) static void pv_##NR##_##CT(float *ot, const float *pb, const float *vh,        \
-                                                                 int ldk, int j0, int n, int c0, int first) {         \
+  SD_AVX512 __attribute__((noinline)) static void pv_##NR##_##CT(float *ot, const float *pb, const float *vh, int ldk, \
+                                                                 int j0, int n, int c0, int first) {                   \
     pv_tile(ot, pb, vh, ldk, j0, n, c0, first, NR, CT);                                                                \
   }
 #define TILES_FOR_ROWS(NR)                                                                                             \
-  SCORE_FN(NR, 1) SCORE_FN(NR, 2) SCORE_FN(NR, 3) SCORE_FN(NR, 4) SCORE_FN(NR, 5) SCORE_FN(NR, 6)                      \
-  PV_FN(NR, 1) PV_FN(NR, 2) PV_FN(NR, 3) PV_FN(NR, 4) PV_FN(NR, 5)
+  SCORE_FN(NR, 1)                                                                                                      \
+  SCORE_FN(NR, 2) SCORE_FN(NR, 3) SCORE_FN(NR, 4) SCORE_FN(NR, 5) SCORE_FN(NR, 6) PV_FN(NR, 1) PV_FN(NR, 2)            \
+      PV_FN(NR, 3) PV_FN(NR, 4) PV_FN(NR, 5)
 TILES_FOR_ROWS(1)
 TILES_FOR_ROWS(2)
 TILES_FOR_ROWS(3)
 TILES_FOR_ROWS(4)
-static const score_fn score_fns[4][SCORE_KEYS] = {
-    {score_1_1, score_1_2, score_1_3, score_1_4, score_1_5, score_1_6},
-    {score_2_1, score_2_2, score_2_3, score_2_4, score_2_5, score_2_6},
-    {score_3_1, score_3_2, score_3_3, score_3_4, score_3_5, score_3_6},
-    {score_4_1, score_4_2, score_4_3, score_4_4, score_4_5, score_4_6}};
+static const score_fn score_fns[4][SCORE_KEYS] = {{score_1_1, score_1_2, score_1_3, score_1_4, score_1_5, score_1_6},
+                                                  {score_2_1, score_2_2, score_2_3, score_2_4, score_2_5, score_2_6},
+                                                  {score_3_1, score_3_2, score_3_3, score_3_4, score_3_5, score_3_6},
+                                                  {score_4_1, score_4_2, score_4_3, score_4_4, score_4_5, score_4_6}};
 static const pv_fn pv_fns[4][PV_COLS] = {{pv_1_1, pv_1_2, pv_1_3, pv_1_4, pv_1_5},
                                          {pv_2_1, pv_2_2, pv_2_3, pv_2_4, pv_2_5},
                                          {pv_3_1, pv_3_2, pv_3_3, pv_3_4, pv_3_5},
@@ -191,15 +199,19 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
   int cols = causal ? (r0 + m < tk ? r0 + m : tk) : tk;
   const float *qh = q + (int64_t)r0 * ldq + (int64_t)h * dh;
   for (int d = 0; d < dh; d++)
-    for (int r = 0; r < m; r++) w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d] * scale;
+    for (int r = 0; r < m; r++)
+      w->q_t[d * ATTN_ROWS + r] = qh[(int64_t)r * ldq + d] * scale;
   for (int d = 0; d < dh; d++)
-    for (int r = m; r < 16 * nr; r++) w->q_t[d * ATTN_ROWS + r] = 0.0f;
+    for (int r = m; r < 16 * nr; r++)
+      w->q_t[d * ATTN_ROWS + r] = 0.0f;
 
   float mx[ATTN_ROWS] __attribute__((aligned(64)));
-  for (int r = 0; r < ATTN_ROWS; r++) mx[r] = -INFINITY;
+  for (int r = 0; r < ATTN_ROWS; r++)
+    mx[r] = -INFINITY;
   __m512 vmax[4], sum[4];
 #pragma GCC unroll 4
-  for (int r = 0; r < 4; r++) vmax[r] = _mm512_set1_ps(-INFINITY), sum[r] = _mm512_setzero_ps();
+  for (int r = 0; r < 4; r++)
+    vmax[r] = _mm512_set1_ps(-INFINITY), sum[r] = _mm512_setzero_ps();
   const score_fn *score = score_fns[nr - 1];
   const pv_fn *pv = pv_fns[nr - 1];
   int causal_row0 = causal ? r0 : -1;
@@ -207,7 +219,8 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
     int n = cols - j0 < PV_KEYS ? cols - j0 : PV_KEYS, j = j0;
     for (; j + SCORE_KEYS <= j0 + n; j += SCORE_KEYS)
       score[SCORE_KEYS - 1](w->probs + (j - j0) * ATTN_ROWS, w->q_t, kh, ldk, j, dh, causal_row0, mx);
-    if (j < j0 + n) score[j0 + n - j - 1](w->probs + (j - j0) * ATTN_ROWS, w->q_t, kh, ldk, j, dh, causal_row0, mx);
+    if (j < j0 + n)
+      score[j0 + n - j - 1](w->probs + (j - j0) * ATTN_ROWS, w->q_t, kh, ldk, j, dh, causal_row0, mx);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
       if (r < nr) {
@@ -225,8 +238,9 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
     for (int jj = 0; jj < n; jj++) {
       float *s = w->probs + jj * ATTN_ROWS;
       /* the step's values from L2 into L1 while the exponentials are computed */
-      for (int off = 0; off < dh; off += 16) _mm_prefetch((const char *)(vh + (int64_t)(j0 + jj) * dh + off), _MM_HINT_T0);
-      /* unrolled with constant indices so that the sums stay in registers */
+      for (int off = 0; off < dh; off += 16)
+        _mm_prefetch((const char *)(vh + (int64_t)(j0 + jj) * dh + off), _MM_HINT_T0);
+        /* unrolled with constant indices so that the sums stay in registers */
 #pragma GCC unroll 4
       for (int r = 0; r < 4; r++)
         if (r < nr) {
@@ -245,17 +259,21 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
   float inv_sum[ATTN_ROWS] __attribute__((aligned(64)));
 #pragma GCC unroll 4
   for (int r = 0; r < 4; r++)
-    if (r < nr) _mm512_store_ps(inv_sum + 16 * r, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[r]));
+    if (r < nr)
+      _mm512_store_ps(inv_sum + 16 * r, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[r]));
   for (int r = 0; r < m; r++) {
     float *dst = out + (int64_t)(r0 + r) * ldo + (int64_t)h * dh;
-    for (int c = 0; c < dh; c++) dst[c] = w->out_t[c * ATTN_ROWS + r] * inv_sum[r];
+    for (int c = 0; c < dh; c++)
+      dst[c] = w->out_t[c * ATTN_ROWS + r] * inv_sum[r];
   }
 }
 
 int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldk, int tq,
                         int tk, int heads, int dh, float scale, int causal, sd_arena *arena, sd_error *err) {
-  if (tq <= 0 || heads <= 0) return 0;
-  if (tk <= 0 || dh <= 0) return sd_fail(err, "attention: %d keys of head size %d", tk, dh);
+  if (tq <= 0 || heads <= 0)
+    return 0;
+  if (tk <= 0 || dh <= 0)
+    return sd_fail(err, "attention: %d keys of head size %d", tk, dh);
   int n_blocks = (tq + ATTN_ROWS - 1) / ATTN_ROWS, n_threads = omp_get_max_threads();
   size_t n_head = (size_t)dh * ATTN_ROWS, n_probs = (size_t)PV_KEYS * ATTN_ROWS;
   size_t per_thread = 2 * n_head + n_probs, n_packed = (size_t)tk * dh;
@@ -275,7 +293,8 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
       int h = t >> 1;
       const float *src = (t & 1 ? v : k) + (int64_t)h * dh;
       float *dst = packed + (size_t)t * n_packed;
-      for (int j = 0; j < tk; j++) memcpy(dst + (size_t)j * dh, src + (int64_t)j * ldk, sizeof(float) * dh);
+      for (int j = 0; j < tk; j++)
+        memcpy(dst + (size_t)j * dh, src + (int64_t)j * ldk, sizeof(float) * dh);
     }
     float *base = scratch + (size_t)omp_get_thread_num() * per_thread;
     attention_scratch w = {.q_t = base, .out_t = base + n_head, .probs = base + 2 * n_head};

@@ -16,10 +16,12 @@ int sd_attention_avx512_supported(void);
  * variable SDPRUNE_ATTENTION is not "blas" (read at every call, so an A/B run needs no rebuild). */
 int sd_attention_avx512_selected(void);
 
-/* Multi-head attention exactly as sd_attention: out[tq, ldo] (head h at column h·dh) =
- * softmax(q·kᵀ·scale [+ causal mask]) · v per head, q [tq, ldq], k/v [tk, ldk]. Scratch from the
- * arena: kᵀ packed per head (heads·⌈tk/64⌉·64·dh floats) and per thread a 64-row score block.
- * Call only when sd_attention_avx512_supported(). Returns 0, or -1 with err set. */
+/* Multi-head attention as sd_attention: out[tq, ldo] (head h at columns h·dh ..) =
+ * softmax(q·kᵀ·scale [+ causal mask]) · v per head, q [tq, ldq], k/v [tk, ldk]; columns of out
+ * outside the heads are not touched. Agrees with the sgemm path to float rounding (rel-L2 ~1e-6).
+ * Scratch from the arena: k and v packed per head (2·heads·tk·dh floats) and per thread
+ * (2·dh + 64)·64 floats. Call only when sd_attention_avx512_supported(). Returns 0, or -1 with
+ * err set (no keys, or out of memory). */
 int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldk, int tq,
                         int tk, int heads, int dh, float scale, int causal, sd_arena *arena, sd_error *err);
 
