@@ -129,7 +129,8 @@ int main(void) {
   test_shape(257, 130, 2, 80, 0, 1, 8.0f);
   test_shape(64, 1024, 8, 40, 0, 0, 1.0f);
   test_shape(300, 200, 1, 512, 0, 0, 1.0f); /* the VAE's single-head attention over 512 channels */
-  printf("%d shapes; worst rel-L2: avx512 %.3g, blas %.3g\n", n + 6, worst_avx512, worst_blas);
+  test_shape(70, 4096, 2, 40, 0, 0, 1.0f);  /* long sums: the UNet's 64x64 self-attention */
+  printf("%d shapes; worst rel-L2: avx512 %.3g, blas %.3g\n", n + 7, worst_avx512, worst_blas);
   /* a selected path is a supported one */
   CHECK(!sd_attention_avx512_selected() || sd_attention_avx512_supported(), "selected without support");
   setenv("SDPRUNE_ATTENTION", "blas", 1);

@@ -117,7 +117,8 @@ SD_AVX512_INLINE void score_tile(float *st, const float *qt, const float *kh, in
 }
 
 /* ot[c][r] (+)= Σ_jj pb[jj][r] · v[j0+jj][c0+c] for the CT columns c0 .. of the head, over the n keys
- * of one step; first = 1 starts from zero. */
+ * of one step; first = 1 starts from zero. The step's sum is formed apart and then added, so the
+ * rounding grows with steps + keys per step instead of keys (tk = 4096: 1.5e-6 -> 4e-7 rel-L2). */
 SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int ldk, int j0, int n, int c0, int first,
                               int NR, int CT) {
   __m512 acc[PV_COLS][4];
@@ -125,7 +126,7 @@ SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int l
   for (int c = 0; c < CT; c++)
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
-      acc[c][r] = first ? _mm512_setzero_ps() : _mm512_load_ps(ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r);
+      acc[c][r] = _mm512_setzero_ps();
   const float *vr = vh + (int64_t)j0 * ldk + c0;
   for (int jj = 0; jj < n; jj++, vr += ldk) {
     __m512 p[4];
@@ -143,8 +144,10 @@ SD_AVX512_INLINE void pv_tile(float *ot, const float *pb, const float *vh, int l
 #pragma GCC unroll 5
   for (int c = 0; c < CT; c++)
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++)
-      _mm512_store_ps(ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r, acc[c][r]);
+    for (int r = 0; r < NR; r++) {
+      float *o = ot + (int64_t)(c0 + c) * ATTN_ROWS + 16 * r;
+      _mm512_store_ps(o, first ? acc[c][r] : _mm512_add_ps(_mm512_load_ps(o), acc[c][r]));
+    }
 }
 
 /* One out-of-line copy per (row vectors, keys) and (row vectors, columns), so each tile gets the
@@ -163,8 +166,9 @@ typedef void (*pv_fn)(float *, const float *, const float *, int, int, int, int,
   }
 #define TILES_FOR_ROWS(NR)                                                                                             \
   SCORE_FN(NR, 1)                                                                                                      \
-  SCORE_FN(NR, 2) SCORE_FN(NR, 3) SCORE_FN(NR, 4) SCORE_FN(NR, 5) SCORE_FN(NR, 6) PV_FN(NR, 1) PV_FN(NR, 2)            \
-      PV_FN(NR, 3) PV_FN(NR, 4) PV_FN(NR, 5)
+  SCORE_FN(NR, 2)                                                                                                      \
+  SCORE_FN(NR, 3) SCORE_FN(NR, 4) SCORE_FN(NR, 5) SCORE_FN(NR, 6) PV_FN(NR, 1) PV_FN(NR, 2) PV_FN(NR, 3) PV_FN(NR, 4)  \
+      PV_FN(NR, 5)
 TILES_FOR_ROWS(1)
 TILES_FOR_ROWS(2)
 TILES_FOR_ROWS(3)
@@ -235,6 +239,10 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
         }
         vmax[r] = new_max;
       }
+    __m512 step_sum[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+      step_sum[r] = _mm512_setzero_ps();
     for (int jj = 0; jj < n; jj++) {
       float *s = w->probs + jj * ATTN_ROWS;
       /* the step's values from L2 into L1 while the exponentials are computed */
@@ -246,9 +254,12 @@ SD_AVX512 static void attention_block(float *out, int ldo, const float *q, int l
         if (r < nr) {
           __m512 e = exp_approx16(_mm512_sub_ps(_mm512_load_ps(s + 16 * r), vmax[r]));
           _mm512_store_ps(s + 16 * r, e);
-          sum[r] = _mm512_add_ps(sum[r], e);
+          step_sum[r] = _mm512_add_ps(step_sum[r], e);
         }
     }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+      sum[r] = _mm512_add_ps(sum[r], step_sum[r]); /* two-level sum, as for the outputs */
     for (int c0 = 0; c0 < dh; c0 += PV_COLS) {
       int ct = dh - c0 < PV_COLS ? dh - c0 : PV_COLS;
       pv[ct - 1](w->out_t, w->probs, vh, ldk, j0, n, c0, j0 == 0);
