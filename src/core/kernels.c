@@ -1,6 +1,7 @@
 /* Numeric building blocks (see kernels.h). Reductions that decide accuracy (norm statistics,
  * softmax sums) accumulate in double; everything else is float32 like the torch reference. */
 #include "core/kernels.h"
+#include "core/attention_kernels.h"
 #include "core/vmath.h"
 
 #include <cblas.h>
@@ -242,6 +243,10 @@ void sd_geglu(float *out, const float *in, int64_t t, int inner) {
 
 int sd_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldk, int tq,
                  int tk, int heads, int dh, float scale, int causal, sd_arena *arena, sd_error *err) {
+  /* AVX-512 CPUs take the register-tiled kernels (about twice the rate of sgemm on these thin
+   * products); SDPRUNE_ATTENTION=blas keeps the sgemm path below for A/B comparisons. */
+  if (sd_attention_avx512_selected())
+    return sd_attention_avx512(out, ldo, q, ldq, k, v, ldk, tq, tk, heads, dh, scale, causal, arena, err);
   /* Tasks of (head, block of query rows) run in parallel, each with single-threaded sgemm calls and a
    * score block small enough to stay in L2 between the two products and the softmax. */
 #ifndef SD_ATTENTION_ROWS
