@@ -232,6 +232,7 @@ static int time_unet(sd_unet *u, int B, int H, int W, int repeat, int ctx_dim, d
     double t0 = sd_now();
     rc = sd_unet_forward(u, x, B, H, W, t, ctx, 77, eps, err);
     if (r > 0) times[r - 1] = sd_now() - t0;
+    if (r == 0) memset(u->profile_seconds, 0, sizeof u->profile_seconds); /* profile the timed runs only */
   }
   qsort(times, (size_t)repeat, sizeof *times, compare_double);
   *median = times[repeat / 2];
@@ -386,11 +387,11 @@ int cmd_bench(int argc, char **argv) {
       double accounted = 0;
       printf("           profile per evaluation:");
       for (int k = 0; k < SD_UNET_PROFILE_KINDS; k++) {
-        double sec = unet.profile_seconds[k] / (o.repeat + 1);
+        double sec = unet.profile_seconds[k] / o.repeat;
         accounted += sec;
         if (sec > 0) printf(" %s %.3f", sd_unet_profile_names[k], sec);
       }
-      printf(" untimed %.3f\n", median - accounted);
+      printf(" (mean of the timed runs; rest %.3f)\n", median - accounted);
     }
     if (o.hooks) {
       sd_unet hooked;
