@@ -236,11 +236,7 @@ int cmd_generate(int argc, char **argv) {
     goto done;
   }
   if (sd_cli_open_model(&o.common, "generate", &m) != 0) goto done;
-  if (!m->tokenizer_dir[0]) {
-    sd_fail(&err, "%s: no tokenizer found: pass --tokenizer DIR", m->path);
-    goto fail;
-  }
-  if (sd_tokenizer_load(m->tokenizer_dir, &tok, &err) != 0) goto fail;
+  if (sd_parts_tokenizer(m, &tok, &err) != 0) goto fail;
   if (!(have_unet = sd_parts_unet(m, NULL, &unet, &err) == 0)) goto fail;
   if (!(have_text = sd_parts_text(m, &text, &err) == 0)) goto fail;
   if (!(have_vae = sd_parts_vae(m, &vae, &err) == 0)) goto fail;

@@ -81,7 +81,7 @@ static void verify_text(verify_ctx *v) {
     return;
   }
   sd_tokenizer *tok = NULL;
-  if (v->model->tokenizer_dir[0] && sd_tokenizer_load(v->model->tokenizer_dir, &tok, &err) != 0) tok = NULL;
+  if (v->model->tokenizer_dir[0] && sd_parts_tokenizer(v->model, &tok, &err) != 0) tok = NULL;
   for (int k = 0;; k++) {
     sd_tensor *ids_t = verify_tensor(v, "text.case%d.ids", k), *hid_t = verify_tensor(v, "text.case%d.hidden", k);
     if (!ids_t || !hid_t) break;

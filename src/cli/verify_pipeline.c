@@ -150,7 +150,7 @@ void verify_samplers(verify_ctx *v) {
   sd_vae vae;
   sd_tokenizer *tok = NULL;
   int have_unet = 0, have_text = 0, have_vae = 0;
-  if (sd_tokenizer_load(v->model->tokenizer_dir, &tok, &err) != 0 ||
+  if (sd_parts_tokenizer(v->model, &tok, &err) != 0 ||
       !(have_unet = sd_parts_unet(v->model, NULL, &unet, &err) == 0) ||
       !(have_text = sd_parts_text(v->model, &text, &err) == 0)) {
     verify_fail(v, "sampler", "init", err.msg);

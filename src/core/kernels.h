@@ -56,7 +56,8 @@ void sd_quick_gelu_inplace(float *x, int64_t n); /* x·sigmoid(1.702x), CLIP's a
 /* GEGLU of ldm/diffusers: in[t, 2·inner] = [a | g] -> out[t, inner] = a · gelu(g). */
 void sd_geglu(float *out, const float *in, int64_t t, int inner);
 
-/* Multi-head scaled dot-product attention for one sequence:
+/* Multi-head scaled dot-product attention for one sequence (AVX-512 kernels of attention_kernels.c when
+ * the CPU has them and SDPRUNE_ATTENTION is not "blas"; otherwise sgemm + softmax per query block):
  * out[tq, heads·dh] = softmax(q·kᵀ·scale + mask) · v per head, q [tq, ldq], k/v [tk, ldk] with head h at
  * column offset h·dh. causal != 0 masks keys after the query position (CLIP). Row blocks keep
  * the score buffer bounded; scratch from the arena. */

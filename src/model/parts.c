@@ -21,3 +21,11 @@ int sd_parts_vae(sd_model *m, sd_vae *vae, sd_error *err) {
   if (!m->vae_view) return sd_fail(err, "%s: the model has no VAE", m->path);
   return sd_vae_load(vae, m->vae_view, m->vae_config_json, err);
 }
+
+int sd_parts_tokenizer(sd_model *m, sd_tokenizer **tok, sd_error *err) {
+  if (!m->tokenizer_dir[0]) return sd_fail(err, "%s: no tokenizer found: pass --tokenizer DIR", m->path);
+  if (sd_tokenizer_load(m->tokenizer_dir, tok, err) != 0) return -1;
+  /* ldm's FrozenOpenCLIPEmbedder tokenises with open_clip.tokenize, which pads with 0 */
+  if (strcmp(m->text_layout, "openclip") == 0) sd_tokenizer_set_pad(*tok, 0);
+  return 0;
+}

@@ -37,7 +37,7 @@ struct sd_tokenizer {
   pair_map merges;
   int32_t byte_id[256];     /* id of the byte's unicode character */
   int32_t byte_eow_id[256]; /* id of that character + "</w>" */
-  int32_t bos, eos;
+  int32_t bos, eos, pad;
   pcre2_code *pattern;
   pcre2_match_data *match;
   str_map cache;      /* pre-token bytes -> offset in cache_ids */
@@ -249,6 +249,8 @@ done:
   return rc;
 }
 
+static void read_pad_token(sd_tokenizer *tok, const char *dir);
+
 int sd_tokenizer_load(const char *dir, sd_tokenizer **out, sd_error *err) {
   *out = NULL;
   sd_tokenizer *tok = sd_calloc(1, sizeof *tok, err);
@@ -277,6 +279,8 @@ int sd_tokenizer_load(const char *dir, sd_tokenizer **out, sd_error *err) {
     sd_fail(err, "tokenizer: out of memory");
     goto done;
   }
+  tok->pad = tok->eos;
+  read_pad_token(tok, dir);
   rc = 0;
 done:
   free(path);
@@ -305,6 +309,22 @@ void sd_tokenizer_free(sd_tokenizer *tok) {
 
 int32_t sd_tokenizer_bos(const sd_tokenizer *tok) { return tok->bos; }
 int32_t sd_tokenizer_eos(const sd_tokenizer *tok) { return tok->eos; }
+int32_t sd_tokenizer_pad(const sd_tokenizer *tok) { return tok->pad; }
+void sd_tokenizer_set_pad(sd_tokenizer *tok, int32_t id) { tok->pad = id; }
+
+/* pad_token of DIR/tokenizer_config.json (a string or {"content": ...}), looked up in the vocabulary:
+ * SD 2.x diffusers folders pad with "!" (id 0), SD 1.x with <|endoftext|>. Absent: keep eos. */
+static void read_pad_token(sd_tokenizer *tok, const char *dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+  json_t *root = json_load_file(path, 0, NULL);
+  json_t *pad = json_object_get(root, "pad_token");
+  if (json_is_object(pad)) pad = json_object_get(pad, "content");
+  int32_t id;
+  if (json_is_string(pad) && str_map_get(&tok->vocab, json_string_value(pad), strlen(json_string_value(pad)), &id))
+    tok->pad = id;
+  json_decref(root);
+}
 
 static int reserve(int32_t **v, size_t *cap, size_t need) {
   if (need <= *cap) return 0;
@@ -420,8 +440,9 @@ int sd_tokenizer_encode_n(sd_tokenizer *tok, const char *utf8_prompt, size_t len
   size_t n = tok->tokens_n < max_tokens ? tok->tokens_n : max_tokens;
   ids[0] = tok->bos;
   memcpy(ids + 1, tok->tokens, n * sizeof *ids);
-  for (size_t i = n + 1; i < SD_TOKENIZER_CONTEXT; i++)
-    ids[i] = tok->eos;
+  ids[n + 1] = tok->eos;
+  for (size_t i = n + 2; i < SD_TOKENIZER_CONTEXT; i++)
+    ids[i] = tok->pad;
   if (n_tokens_before_truncation) *n_tokens_before_truncation = (int)tok->tokens_n;
   return 0;
 }

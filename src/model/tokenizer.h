@@ -20,8 +20,8 @@ typedef struct sd_tokenizer sd_tokenizer;
  * are used). Errors name the file (and line) at fault. */
 int sd_tokenizer_load(const char *dir, sd_tokenizer **out, sd_error *err);
 
-/* Encodes one NUL-terminated UTF-8 prompt into ids[77]: bos, the first 75 BPE tokens, eos, then eos
- * as padding. *n_tokens_before_truncation (may be NULL) receives the token count without bos/eos
+/* Encodes one NUL-terminated UTF-8 prompt into ids[77]: bos, the first 75 BPE tokens, eos, then the
+ * padding id. *n_tokens_before_truncation (may be NULL) receives the token count without bos/eos
  * before truncation to 75. Returns -1 with a message on invalid UTF-8 (byte offset given). */
 int sd_tokenizer_encode(sd_tokenizer *tok, const char *utf8_prompt, int32_t ids[SD_TOKENIZER_CONTEXT],
                         int *n_tokens_before_truncation, sd_error *err);
@@ -32,7 +32,11 @@ int sd_tokenizer_encode_n(sd_tokenizer *tok, const char *utf8_prompt, size_t len
 
 /* The special ids read from the vocabulary. */
 int32_t sd_tokenizer_bos(const sd_tokenizer *tok); /* <|startoftext|> */
-int32_t sd_tokenizer_eos(const sd_tokenizer *tok); /* <|endoftext|>, also the padding id */
+int32_t sd_tokenizer_eos(const sd_tokenizer *tok); /* <|endoftext|> */
+/* Padding after the eos: the tokenizer folder's tokenizer_config.json pad_token when present (SD 2.x
+ * diffusers folders: "!" = 0), else <|endoftext|> (SD 1.x). open_clip (SD 2.x single files) pads with 0. */
+int32_t sd_tokenizer_pad(const sd_tokenizer *tok);
+void sd_tokenizer_set_pad(sd_tokenizer *tok, int32_t id);
 
 void sd_tokenizer_free(sd_tokenizer *tok);
 
