@@ -6,23 +6,15 @@
 #include "io/names_text.h"
 #include "io/store_view.h"
 #include "model/clip_text.h"
+#include "model/model.h"
 #include "test_util.h"
+
+/* Whole small text file, or NULL. */
+static char *read_text_file(const char *path) { return sd_read_text_file(path, 1 << 20, NULL); }
 
 #define T SD_CLIP_TEXT_TOKENS
 #define MAXD 64
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-  if (s) s[n] = 0;
-  fclose(f);
-  return s;
-}
 
 typedef struct {
   int32_t ids[3][T];
@@ -158,7 +150,7 @@ static int drop_two(void *ctx, const char *key, char *out, size_t n) {
 static void test_configs(const char *ref, sd_tensor_store *single) {
   char path[1024];
   snprintf(path, sizeof path, "%s/tiny-sd1-diffusers/text_encoder/config.json", ref);
-  char *json = read_text(path);
+  char *json = read_text_file(path);
   CHECK(json != NULL, "cannot read %s", path);
   sd_clip_text_config a, b;
   sd_error err = {{0}};
@@ -242,7 +234,7 @@ int main(void) {
 
   /* 2. diffusers text_encoder/: text_model.* directly, its config.json. */
   snprintf(path, sizeof path, "%s/tiny-sd1-diffusers/text_encoder/config.json", ref);
-  char *json = read_text(path);
+  char *json = read_text_file(path);
   sd_clip_text_config cfg_hf;
   CHECK(json && sd_clip_text_config_from_json(json, &cfg_hf, &err) == 0, "%s", err.msg);
   free(json);

@@ -5,7 +5,11 @@
 #include "io/store_view.h"
 #include "io/tensor_store.h"
 #include "model/vae.h"
+#include "model/model.h"
 #include "test_util.h"
+
+/* Whole small text file, or NULL. */
+static char *read_text_file(const char *path) { return sd_read_text_file(path, 1 << 20, NULL); }
 
 #include <jansson.h>
 
@@ -80,18 +84,6 @@ static void run_cases(sd_vae *vae, const char *label) {
   }
 }
 
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  size_t got = fread(s, 1, (size_t)n, f);
-  s[got] = 0;
-  fclose(f);
-  return s;
-}
 
 static void check_mapping(void) {
   int L = 4;
@@ -253,7 +245,7 @@ int main(void) {
 
   /* Diffusers folder: config.json + mapped names. */
   snprintf(path, sizeof path, "%s/tiny-sd1-diffusers/vae/config.json", ref);
-  char *json = read_text(path);
+  char *json = read_text_file(path);
   CHECK(json != NULL, "read %s", path);
   sd_vae_config dcfg = {0};
   if (json) {

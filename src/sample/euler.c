@@ -11,11 +11,8 @@ int sd_sample_euler(const sd_sampler_config *cfg, float *latent, int64_t numel, 
                     sd_torch_rng *rng, sd_progress_fn progress, sd_error *err) {
   (void)rng;
   const int steps = cfg->steps;
-  float alphas_cumprod[SD_TRAIN_TIMESTEPS];
   float timesteps[SD_TRAIN_TIMESTEPS], sigmas[SD_TRAIN_TIMESTEPS + 1];
-  sd_schedule_diffusers_alphas_cumprod(alphas_cumprod);
-  if (sd_timesteps_linspace(steps, timesteps, err)) return -1;
-  sd_sigmas_interp(alphas_cumprod, timesteps, steps, sigmas);
+  if (sd_schedule_linspace_sigmas(steps, timesteps, sigmas, err)) return -1;
 
   float *buf = sd_malloc((size_t)numel * 2 * sizeof *buf, err);
   if (!buf) return -1;

@@ -110,3 +110,11 @@ void sd_sigmas_interp(const float *alphas_cumprod, const float *timesteps, int n
   }
   sigmas[n] = 0.0f;
 }
+
+int sd_schedule_linspace_sigmas(int steps, float *timesteps, float *sigmas, sd_error *err) {
+  float alphas_cumprod[SD_TRAIN_TIMESTEPS];
+  sd_schedule_diffusers_alphas_cumprod(alphas_cumprod);
+  if (sd_timesteps_linspace(steps, timesteps, err)) return -1;
+  sd_sigmas_interp(alphas_cumprod, timesteps, steps, sigmas);
+  return 0;
+}

@@ -40,4 +40,8 @@ int sd_timesteps_linspace(int steps, float *out, sd_error *err);
  * timesteps[n] -> sigmas[n + 1]. */
 void sd_sigmas_interp(const float *alphas_cumprod, const float *timesteps, int n, float *sigmas);
 
+/* The sigma schedule LMS and Euler share: diffusers' alphas_cumprod, 'linspace' timesteps[steps] and
+ * sigmas[steps + 1] interpolated at them (the last one 0). */
+int sd_schedule_linspace_sigmas(int steps, float *timesteps, float *sigmas, sd_error *err);
+
 #endif
