@@ -32,9 +32,9 @@ int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, lo
 
 int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **argv, int *i) {
   static const char *const names[] = {"--model",     "--unet",    "--text-encoder", "--config",
-                                      "--tokenizer", "--threads", "--weights-cache"};
+                                      "--tokenizer", "--threads", "--weights-cache", "--prediction"};
   int which = -1;
-  for (int k = 0; k < 7; k++)
+  for (int k = 0; k < 8; k++)
     if (strcmp(argv[*i], names[k]) == 0) which = k;
   if (which < 0) return 0;
   const char *v = sd_cli_value(cmd, argc, argv, i);
@@ -51,6 +51,7 @@ int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **arg
     c->threads = (int)n;
   } break;
   case 6: c->weights_cache = v; break;
+  case 7: c->model.prediction = v; break;
   }
   return 1;
 }
@@ -63,6 +64,8 @@ void sd_cli_common_help(FILE *out, int with_model) {
                  "  --text-encoder FILE   replace the text encoder likewise\n"
                  "  --config FILE.json    architecture override (ldm-style or diffusers UNet config)\n"
                  "  --tokenizer DIR       folder with vocab.json and merges.txt\n"
+                 "  --prediction eps|v    what the UNet predicts (default: scheduler config or checkpoint\n"
+                 "                        metadata, else eps; SD 2.x 768-v models predict v)\n"
                  "  --weights-cache DIR   keep a float32 copy of the weights there and map it read-only, so\n"
                  "                        ranks on a node share one copy (default: $SDPRUNE_WEIGHTS_CACHE)\n");
   fprintf(out, "  --threads N           threads for BLAS and the engine (default: SLURM_CPUS_PER_TASK,\n"

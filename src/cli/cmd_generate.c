@@ -292,6 +292,7 @@ int cmd_generate(int argc, char **argv) {
         .latent_h = H / factor,
         .latent_w = W / factor,
         .batch = o.batch,
+        .v_prediction = m->v_prediction,
         .progress = on_step,
         .progress_ctx = &prog,
     };

@@ -172,8 +172,9 @@ int cmd_verify(int argc, char **argv) {
     sd_model_close(v.model);
     return 1;
   }
-  printf("model %s (%s, unet config: %s), vectors %s, tolerance %.1e\n", v.model->path, v.model->layout,
-         v.model->unet_cfg_source, vectors_path, tol);
+  printf("model %s (%s, unet config: %s, predicts %s: %s), vectors %s, tolerance %.1e\n", v.model->path,
+         v.model->layout, v.model->unet_cfg_source, v.model->v_prediction ? "v" : "eps", v.model->prediction_source,
+         vectors_path, tol);
   printf("%-8s %-58s %11s %11s  %s\n", "group", "case", "rel-L2", "max-abs", "result");
   static const struct {
     const char *group;

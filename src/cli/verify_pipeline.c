@@ -101,6 +101,7 @@ static void sampler_case(verify_ctx *v, sd_pipeline *p, const char *sampler, int
       .latent_h = (int)xT->shape[2],
       .latent_w = (int)xT->shape[3],
       .batch = (int)xT->shape[0],
+      .v_prediction = v->model->v_prediction,
   };
   int width = p->text->cfg.hidden;
   float *uncond = malloc(sizeof(float) * 77 * (size_t)width), *cond = malloc(sizeof(float) * 77 * (size_t)width);

@@ -218,6 +218,12 @@ static int read_metadata_config(sd_model *m, const sd_tensor_store *src, sd_erro
       if (rc != 0) sd_fail_prefix(err, "%s: __metadata__ config", src->path);
       else m->unet_cfg_source = "checkpoint metadata";
     }
+    json_t *param = json_object_get(cfg, "parameterization");
+    if (!json_is_string(param) && json_is_object(unet)) param = json_object_get(unet, "parameterization");
+    if (json_is_string(param)) {
+      m->v_prediction = strcmp(json_string_value(param), "v") == 0;
+      m->prediction_source = "checkpoint metadata";
+    }
     if (json_is_object(text)) m->text_config_json = json_dumps(text, JSON_COMPACT);
     if (json_is_object(vae)) m->vae_config_json = json_dumps(vae, JSON_COMPACT);
     json_decref(cfg);
@@ -321,6 +327,34 @@ static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
   return rc;
 }
 
+/* What the UNet predicts: --prediction, else the diffusers scheduler's prediction_type, else the checkpoint
+ * metadata's ldm parameterization, else eps. Nothing in the weights tells eps and v models apart. */
+static int resolve_prediction(sd_model *m, const char *option, sd_error *err) {
+  if (option) {
+    if (strcmp(option, "eps") != 0 && strcmp(option, "v") != 0)
+      return sd_fail(err, "--prediction must be 'eps' or 'v', got '%s'", option);
+    m->v_prediction = strcmp(option, "v") == 0;
+    m->prediction_source = "--prediction";
+    return 0;
+  }
+  if (m->scheduler_config_json) {
+    json_t *root = json_loads(m->scheduler_config_json, 0, NULL);
+    json_t *p = json_object_get(root, "prediction_type");
+    if (json_is_string(p)) {
+      const char *v = json_string_value(p);
+      if (strcmp(v, "epsilon") != 0 && strcmp(v, "v_prediction") != 0) {
+        json_decref(root);
+        return sd_fail(err, "%s/scheduler: prediction_type '%s' is not supported (epsilon or v_prediction)", m->path, v);
+      }
+      m->v_prediction = strcmp(v, "v_prediction") == 0;
+      m->prediction_source = "scheduler config";
+    }
+    json_decref(root);
+  }
+  if (!m->prediction_source) m->prediction_source = "default";
+  return 0;
+}
+
 int sd_default_tokenizer_dir(char *out, size_t n) {
   const char *env = getenv("SDPRUNE_TOKENIZER");
   char probe[4200];
@@ -359,6 +393,7 @@ int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
     rc = sd_unet_config_infer(m->unet_view, &m->unet_cfg, err);
     m->unet_cfg_source = "inferred";
   }
+  if (rc == 0) rc = resolve_prediction(m, opt->prediction, err);
   if (rc == 0 && opt->tokenizer_dir) snprintf(m->tokenizer_dir, sizeof m->tokenizer_dir, "%s", opt->tokenizer_dir);
   if (rc == 0 && !m->tokenizer_dir[0]) sd_default_tokenizer_dir(m->tokenizer_dir, sizeof m->tokenizer_dir);
   if (rc != 0) {

@@ -539,6 +539,8 @@ static json_t *config_object(const sd_synth_arch *a) {
   json_object_set_new(s, "timesteps", json_integer(SCHEDULE_STEPS));
   json_object_set_new(cfg, "schedule", s);
   json_object_set_new(cfg, "generator", json_string("sdprune synth (random weights)"));
+  /* v2-inference-v.yaml: the 768 px SD 2.x model predicts v, not eps */
+  json_object_set_new(cfg, "parameterization", json_string(strcmp(a->kind, "sd21") == 0 ? "v" : "eps"));
   return cfg;
 }
 

@@ -118,3 +118,17 @@ int sd_schedule_linspace_sigmas(int steps, float *timesteps, float *sigmas, sd_e
   sd_sigmas_interp(alphas_cumprod, timesteps, steps, sigmas);
   return 0;
 }
+
+void sd_v_to_eps(float *out, const float *v, const float *x, int64_t n, float t) {
+  float alphas_cumprod[SD_TRAIN_TIMESTEPS], sigma[2];
+  sd_schedule_diffusers_alphas_cumprod(alphas_cumprod);
+  double ab;
+  if (t == floorf(t) && t >= 0 && t < SD_TRAIN_TIMESTEPS) {
+    ab = alphas_cumprod[(int)t];
+  } else {
+    sd_sigmas_interp(alphas_cumprod, &t, 1, sigma);
+    ab = 1.0 / (1.0 + (double)sigma[0] * sigma[0]);
+  }
+  float a = (float)sqrt(ab), b = (float)sqrt(1.0 - ab);
+  for (int64_t i = 0; i < n; i++) out[i] = a * v[i] + b * x[i];
+}

@@ -4,6 +4,8 @@
 #ifndef SD_SCHEDULE_H
 #define SD_SCHEDULE_H
 
+#include <stdint.h>
+
 #include "core/error.h"
 
 #define SD_TRAIN_TIMESTEPS 1000
@@ -43,5 +45,10 @@ void sd_sigmas_interp(const float *alphas_cumprod, const float *timesteps, int n
 /* The sigma schedule LMS and Euler share: diffusers' alphas_cumprod, 'linspace' timesteps[steps] and
  * sigmas[steps + 1] interpolated at them (the last one 0). */
 int sd_schedule_linspace_sigmas(int steps, float *timesteps, float *sigmas, sd_error *err);
+
+/* v-prediction (SD 2.x 768-v): eps = sqrt(ᾱ_t)·v + sqrt(1 − ᾱ_t)·x_t, where x_t is the model input in
+ * DDPM space (what DDIM and PNDM pass, and what LMS/Euler's scale_model_input produces) and ᾱ_t comes
+ * from diffusers' alphas_cumprod, through the interpolated sigma at fractional t. out may alias v. */
+void sd_v_to_eps(float *out, const float *v, const float *x, int64_t n, float t);
 
 #endif

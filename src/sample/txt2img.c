@@ -1,6 +1,8 @@
 /* Text to image (see txt2img.h). */
 #include "sample/txt2img.h"
 
+#include "sample/schedule.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +36,12 @@ static int guided_denoise(void *ctx, const float *x_in, float t, float *eps, sd_
     return -1;
   if (!g->cfg) {
     memcpy(eps, g->eps2, sizeof(float) * (size_t)m);
-    return 0;
+  } else {
+    float scale = (float)pr->guidance;
+    for (int64_t i = 0; i < m; i++) eps[i] = g->eps2[i] + scale * (g->eps2[m + i] - g->eps2[i]);
   }
-  float scale = (float)pr->guidance;
-  for (int64_t i = 0; i < m; i++) eps[i] = g->eps2[i] + scale * (g->eps2[m + i] - g->eps2[i]);
+  /* guidance combines the raw outputs (diffusers does it on v too); the conversion is linear */
+  if (pr->v_prediction) sd_v_to_eps(eps, eps, x_in, m, t);
   return 0;
 }
 

@@ -29,6 +29,7 @@ typedef struct {
   uint64_t seed;
   int latent_h, latent_w; /* image size / 8 for SD */
   int batch;              /* images sharing prompt and seed stream: noise drawn as one [batch, 4, h, w] tensor */
+  int v_prediction;       /* the UNet predicts v (SD 2.x 768-v), converted to eps for the samplers */
   sd_progress_fn progress;
   void *progress_ctx;
 } sd_txt2img_params;
