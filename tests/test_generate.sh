@@ -79,6 +79,11 @@ check "row seed in file name" test -f "$(printf '%s/vg_ddim/%05d_seed%s.png' "$T
 "$BIN" generate --model "$MODEL" --prompt "two cats" --batch 2 --size 16x16 --steps 2 --out "$TMP/batch" --quiet 2>/dev/null
 check "--batch 2 writes 2 files" test "$(ls "$TMP/batch" | wc -l)" -eq 2
 
+# Sizes whose latents are not a multiple of 2^(levels-1) work as in diffusers (upsampling to the skip's size).
+"$BIN" generate --model "$MODEL" --prompt "odd" --size 18x22 --steps 2 --out "$TMP/odd.png" --quiet 2>/dev/null
+check "odd latent size (9x11): image written" test -s "$TMP/odd.png"
+check "odd latent size: parameters" grep -aq "Size: 18x22" "$TMP/odd.png"
+
 # Bad input: one line, non-zero exit, nothing written.
 fails() { # name, expected message fragment, args...
   local name=$1 msg=$2; shift 2
@@ -88,7 +93,7 @@ fails() { # name, expected message fragment, args...
   check "$name: one line" test "$(wc -l < "$TMP/err")" -eq 1
   check "$name: message has '$msg' ($(cat "$TMP/err"))" grep -q -- "$msg" "$TMP/err"
 }
-fails "size not multiple" "multiple of" --prompt x --size 30x30 --out "$TMP/bad/size.png"
+fails "size not multiple" "multiple of" --prompt x --size 31x30 --out "$TMP/bad/size.png"
 check "size not multiple: no file" test ! -e "$TMP/bad/size.png"
 fails "unknown sampler" "unknown sampler" --prompt x --sampler heun --out "$TMP/bad/s.png"
 fails "bad size syntax" "--size" --prompt x --size 512 --out "$TMP/bad/s.png"

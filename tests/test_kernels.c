@@ -127,6 +127,22 @@ int main(void) {
   test_group_norm(64, 10, 32, 0);
   test_group_norm(96, 7, 32, 1);
 
+  /* Nearest resize: exact 2x equals the 2x kernel; 5 -> 9 follows torch's floor(dst * 5/9). */
+  {
+    float img[2 * 5 * 5], a[2 * 10 * 10], b[2 * 10 * 10], odd[9 * 9 * 2];
+    for (int i = 0; i < 50; i++) img[i] = (float)i;
+    sd_upsample_nearest2x(a, img, 2, 5, 5);
+    sd_upsample_nearest(b, img, 2, 5, 5, 10, 10);
+    CHECK(memcmp(a, b, sizeof a) == 0, "2x resize equals the 2x kernel");
+    sd_upsample_nearest(odd, img, 2, 5, 5, 9, 9);
+    const int idx[9] = {0, 0, 1, 1, 2, 2, 3, 3, 4};
+    int ok = 1;
+    for (int ch = 0; ch < 2; ch++)
+      for (int y = 0; y < 9; y++)
+        for (int x = 0; x < 9; x++) ok &= odd[(ch * 9 + y) * 9 + x] == img[(ch * 5 + idx[y]) * 5 + idx[x]];
+    CHECK(ok, "5 -> 9 nearest indices");
+  }
+
   /* Vectorised math against libm over a dense grid. */
   double worst_exp = 0, worst_erf = 0, worst_gelu = 0;
   for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {

@@ -246,7 +246,7 @@ int cmd_generate(int argc, char **argv) {
   } else {
     snprintf(model_hash, sizeof model_hash, "%.10s", m->hash);
   }
-  int factor = 1 << (vae.cfg.n_levels - 1), unet_mult = 1 << (unet.cfg.n_levels - 1);
+  int factor = 1 << (vae.cfg.n_levels - 1); /* pixels per latent: 8 for SD (diffusers: size % 8 == 0) */
   {
     char folder[4096];
     snprintf(folder, sizeof folder, "%s", o.out);
@@ -275,10 +275,10 @@ int cmd_generate(int argc, char **argv) {
       W = row->width;
       H = row->height;
     }
-    if (W % (factor * unet_mult) || H % (factor * unet_mult)) {
+    if (W % factor || H % factor) {
       sd_fail(&err, "%s%s%d: image size %dx%d must be a multiple of %d for this model", set ? set->path : "",
-              set ? ":" : "", row ? row->line : 0, W, H, factor * unet_mult);
-      if (!set) snprintf(err.msg, sizeof err.msg, "image size %dx%d must be a multiple of %d for this model", W, H, factor * unet_mult);
+              set ? ":" : "", row ? row->line : 0, W, H, factor);
+      if (!set) snprintf(err.msg, sizeof err.msg, "image size %dx%d must be a multiple of %d for this model", W, H, factor);
       goto fail;
     }
     sd_txt2img_params pr = {

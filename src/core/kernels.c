@@ -300,6 +300,30 @@ void sd_upsample_nearest2x(float *y, const float *x, int c, int h, int w) {
   }
 }
 
+void sd_upsample_nearest(float *y, const float *x, int c, int h, int w, int oh, int ow) {
+  if (oh == 2 * h && ow == 2 * w) {
+    sd_upsample_nearest2x(y, x, c, h, w);
+    return;
+  }
+  /* torch's nearest_idx for an output size: floor(dst · (in / out)) in float, clamped (exact halving
+   * and identity use dst >> 1 and dst). */
+  float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
+#pragma omp parallel for schedule(static)
+  for (int ch = 0; ch < c; ch++) {
+    const float *src = x + (int64_t)ch * h * w;
+    float *dst = y + (int64_t)ch * oh * ow;
+    for (int iy = 0; iy < oh; iy++) {
+      int yy = oh == 2 * h ? iy >> 1 : oh == h ? iy : (int)floorf((float)iy * sy);
+      if (yy > h - 1) yy = h - 1;
+      for (int ix = 0; ix < ow; ix++) {
+        int xx = ow == 2 * w ? ix >> 1 : ow == w ? ix : (int)floorf((float)ix * sx);
+        if (xx > w - 1) xx = w - 1;
+        dst[(int64_t)iy * ow + ix] = src[(int64_t)yy * w + xx];
+      }
+    }
+  }
+}
+
 void sd_transpose(float *y, const float *x, int64_t rows, int64_t cols) {
   const int64_t tile = 32;
 #pragma omp parallel for collapse(2) schedule(static)

@@ -66,6 +66,8 @@ int sd_attention(float *out, int ldo, const float *q, int ldq, const float *k, c
 
 /* Nearest-neighbour ×2 upsampling of one image: y[c, 2h, 2w] from x[c, h, w]. */
 void sd_upsample_nearest2x(float *y, const float *x, int c, int h, int w);
+/* Nearest-neighbour resize of one image to [c, oh, ow] as torch's F.interpolate(size=..., mode="nearest"). */
+void sd_upsample_nearest(float *y, const float *x, int c, int h, int w, int oh, int ow);
 /* y[cols, rows] = x[rows, cols]ᵀ (e.g. NCHW [c, hw] <-> tokens [hw, c]). */
 void sd_transpose(float *y, const float *x, int64_t rows, int64_t cols);
 

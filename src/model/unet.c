@@ -318,15 +318,24 @@ static double transformer_flops(const sd_unet_transformer *st, int B, int64_t T,
   return f * B;
 }
 
+/* Latent size at a level: stride-2 convolutions with padding 1 round up. */
+static int64_t level_pixels(int H, int W, int level) {
+  for (int l = 0; l < level; l++) {
+    H = (H + 1) / 2;
+    W = (W + 1) / 2;
+  }
+  return (int64_t)H * W;
+}
+
 static double block_flops(const sd_unet *u, const sd_unet_block *blk, int B, int H, int W, int S) {
-  int64_t hw = (int64_t)(H >> blk->level) * (W >> blk->level);
+  int64_t hw = level_pixels(H, W, blk->level);
   double f = 0;
   for (int i = 0; i < blk->n_layers; i++) {
     const sd_unet_layer *l = &blk->layers[i];
     switch (l->kind) {
     case SD_LAYER_CONV: f += B * conv_flops(&l->conv, hw); break;
     case SD_LAYER_DOWN: f += B * conv_flops(&l->conv, hw); break; /* hw is already the output level's */
-    case SD_LAYER_UP: f += B * conv_flops(&l->conv, hw * 4); break;
+    case SD_LAYER_UP: f += B * conv_flops(&l->conv, level_pixels(H, W, blk->level - 1)); break;
     case SD_LAYER_RES:
       f += B * (conv_flops(&l->res.in_conv, hw) + conv_flops(&l->res.out_conv, hw));
       if (l->res.skip.w) f += B * conv_flops(&l->res.skip, hw);

@@ -26,6 +26,7 @@ typedef struct {
   int ctx_len;
   sd_arena *scratch;
   sd_error *err;
+  int level_h[SD_UNET_MAX_LEVELS], level_w[SD_UNET_MAX_LEVELS]; /* latent size at each level */
 } fwd_ctx;
 
 /* Timed wrappers: the kernels, with their seconds added to the profile when it is on. */
@@ -249,12 +250,13 @@ static int block_forward(fwd_ctx *f, const sd_unet_block *blk, const float *in, 
       *h = sd_conv_out_size(*h, 3, 2, 1);
       *w = sd_conv_out_size(*w, 3, 2, 1);
       break;
-    case SD_LAYER_UP: { /* nearest x2 of out into spare, then conv back into out */
-      int C = l->conv.cin;
+    case SD_LAYER_UP: { /* nearest to the size of the level above (2x, or the skip's size as diffusers
+                           does when a size is odd), into spare, then conv back into out */
+      int C = l->conv.cin, th = f->level_h[blk->level - 1], tw = f->level_w[blk->level - 1];
       for (int b = 0; b < f->B; b++)
-        sd_upsample_nearest2x(spare + (int64_t)b * C * 4 * *h * *w, out + (int64_t)b * C * *h * *w, C, *h, *w);
-      *h *= 2;
-      *w *= 2;
+        sd_upsample_nearest(spare + (int64_t)b * C * th * tw, out + (int64_t)b * C * *h * *w, C, *h, *w, th, tw);
+      *h = th;
+      *w = tw;
       if (conv_batch(f, &l->conv, spare, out, *h, *w, 1) != 0)
         return -1;
     } break;
@@ -265,14 +267,16 @@ static int block_forward(fwd_ctx *f, const sd_unet_block *blk, const float *in, 
 }
 
 /* Largest working activation (floats) of the middle and output blocks, for the ping-pong buffers. */
-static size_t working_capacity(const sd_unet *u, int B, int H, int W) {
+static size_t working_capacity(const sd_unet *u, const fwd_ctx *f, int B) {
   size_t cap = 0;
   for (int i = 0; i < u->n_output_blocks; i++) {
     const sd_unet_block *blk = &u->output_blocks[i];
-    size_t hw = (size_t)(H >> blk->level) * (size_t)(W >> blk->level);
+    size_t hw = (size_t)f->level_h[blk->level] * (size_t)f->level_w[blk->level];
     size_t need = hw * (size_t)blk->layers[0].res.cin;
-    if (blk->layers[blk->n_layers - 1].kind == SD_LAYER_UP)
-      need = need > 4 * hw * (size_t)blk->out_channels ? need : 4 * hw * (size_t)blk->out_channels;
+    if (blk->layers[blk->n_layers - 1].kind == SD_LAYER_UP) {
+      size_t up = (size_t)f->level_h[blk->level - 1] * (size_t)f->level_w[blk->level - 1] * (size_t)blk->out_channels;
+      need = need > up ? need : up;
+    }
     if (need > cap)
       cap = need;
   }
@@ -282,17 +286,20 @@ static size_t working_capacity(const sd_unet *u, int B, int H, int W) {
 int sd_unet_forward(sd_unet *u, const float *x, int B, int H, int W, const float *t, const float *context, int ctx_len,
                     float *eps, sd_error *err) {
   const sd_unet_config *c = &u->cfg;
-  int mult = 1 << (c->n_levels - 1);
-  if (H <= 0 || W <= 0 || H % mult || W % mult)
-    return sd_fail(err, "latent size %dx%d must be a positive multiple of %d for this UNet", H, W, mult);
+  if (H <= 0 || W <= 0)
+    return sd_fail(err, "latent size %dx%d must be positive", H, W);
   sd_arena_reset(&u->skips);
   sd_arena_reset(&u->work);
   fwd_ctx f = {.u = u, .B = B, .t = t, .context = context, .ctx_len = ctx_len, .scratch = &u->work, .err = err};
+  for (int l = 0; l < c->n_levels; l++) { /* stride-2 convolutions with padding 1 round up */
+    f.level_h[l] = l ? (f.level_h[l - 1] + 1) / 2 : H;
+    f.level_w[l] = l ? (f.level_w[l - 1] + 1) / 2 : W;
+  }
   int mc = c->model_channels;
   float *temb = sd_arena_floats(&u->work, (size_t)B * mc, err);
   float *e1 = sd_arena_floats(&u->work, (size_t)B * 4 * mc, err);
   float *emb = sd_arena_floats(&u->work, (size_t)B * 4 * mc, err);
-  size_t cap = working_capacity(u, B, H, W);
+  size_t cap = working_capacity(u, &f, B);
   float *ha = sd_arena_floats(&u->work, cap, err), *hb = sd_arena_floats(&u->work, cap, err);
   const float **skip = (const float **)sd_arena_floats(&u->skips, (size_t)u->n_input_blocks * 2, err);
   if (!temb || !e1 || !emb || !ha || !hb || !skip)
@@ -308,9 +315,7 @@ int sd_unet_forward(sd_unet *u, const float *x, int B, int H, int W, const float
   const float *cur = x;
   for (int i = 0; i < u->n_input_blocks; i++) {
     const sd_unet_block *blk = &u->input_blocks[i];
-    int oh = h >> (blk->level - (i ? u->input_blocks[i - 1].level : 0)),
-        ow = w >> (blk->level - (i ? u->input_blocks[i - 1].level : 0));
-    float *out = sd_arena_floats(&u->skips, (size_t)B * blk->out_channels * oh * ow, err);
+    float *out = sd_arena_floats(&u->skips, (size_t)B * blk->out_channels * f.level_h[blk->level] * f.level_w[blk->level], err);
     if (!out)
       return -1;
     if (block_forward(&f, blk, cur, out, NULL, &h, &w) != 0)
