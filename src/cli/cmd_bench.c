@@ -82,7 +82,12 @@ static void add_gemm(gemm_set *g, int m, int n, int k, int trans_b, double count
 }
 
 static void collect_block(const sd_unet *u, const sd_unet_block *blk, int B, int H, int W, gemm_set *dense, gemm_set *attn) {
-  int hw = (H >> blk->level) * (W >> blk->level);
+  int hl = H, wl = W;
+  for (int l = 0; l < blk->level; l++) { /* stride-2 convolutions round up */
+    hl = (hl + 1) / 2;
+    wl = (wl + 1) / 2;
+  }
+  int hw = hl * wl;
   for (int i = 0; i < blk->n_layers; i++) {
     const sd_unet_layer *l = &blk->layers[i];
     switch (l->kind) {
