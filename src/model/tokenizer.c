@@ -439,7 +439,7 @@ int sd_tokenizer_encode_n(sd_tokenizer *tok, const char *utf8_prompt, size_t len
   const size_t max_tokens = SD_TOKENIZER_CONTEXT - 2;
   size_t n = tok->tokens_n < max_tokens ? tok->tokens_n : max_tokens;
   ids[0] = tok->bos;
-  memcpy(ids + 1, tok->tokens, n * sizeof *ids);
+  if (n) memcpy(ids + 1, tok->tokens, n * sizeof *ids);
   ids[n + 1] = tok->eos;
   for (size_t i = n + 2; i < SD_TOKENIZER_CONTEXT; i++)
     ids[i] = tok->pad;
