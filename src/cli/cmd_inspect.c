@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "model/model.h"
 #include "io/tensor_store.h"
 
 typedef enum { P_UNET, P_TEXT, P_VAE_DEC, P_VAE_ENC, P_EMA, P_SCHED, P_VISION, P_CLIP_HEAD, P_OTHER, P_COUNT } part;
@@ -357,6 +358,22 @@ static void usage(FILE *out) {
                "*.safetensors/.ckpt/.pt/.pth/.bin file in it. Torch files are read without executing pickles.\n");
 }
 
+/* What the engine itself would run: its UNet configuration and where it came from (metadata, configs,
+ * or shape inference with the SD heads convention), for files and folders that hold a UNet. */
+static void print_engine_view(const char *path) {
+  sd_model_options o = {.path = path};
+  sd_model *m;
+  sd_error err;
+  if (sd_model_open(&o, &m, &err) != 0) return;
+  char desc[512];
+  sd_unet_config_describe(&m->unet_cfg, desc, sizeof desc);
+  printf("engine: %s (from %s%s); predicts %s (%s); text encoder %s; vae %s\n", desc, m->unet_cfg_source,
+         strcmp(m->unet_cfg_source, "inferred") == 0 ? ": heads are not in the shapes, pass --config if not SD's" : "",
+         m->v_prediction ? "v" : "eps", m->prediction_source, m->text_view ? m->text_layout : "absent",
+         m->vae_view ? "present" : "absent");
+  sd_model_close(m);
+}
+
 int cmd_inspect(int argc, char **argv) {
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     usage(stdout);
@@ -372,13 +389,18 @@ int cmd_inspect(int argc, char **argv) {
     fprintf(stderr, "sdprune inspect: %s: no such file or directory\n", path);
     return 1;
   }
-  if (!S_ISDIR(st.st_mode)) return inspect_file(path, "");
+  if (!S_ISDIR(st.st_mode)) {
+    int rc = inspect_file(path, "");
+    if (rc == 0) print_engine_view(path);
+    return rc;
+  }
   char index_path[4096];
   snprintf(index_path, sizeof index_path, "%s/model_index.json", path);
   json_error_t jerr;
   json_t *index = json_load_file(index_path, 0, &jerr);
   if (index) {
     int rc = json_is_object(index) ? inspect_diffusers(path, index) : 1;
+    if (rc == 0) print_engine_view(path);
     if (!json_is_object(index)) fprintf(stderr, "sdprune inspect: %s: not a JSON object\n", index_path);
     json_decref(index);
     return rc;
