@@ -101,6 +101,11 @@ while IFS= read -r -d '' f; do
   esac
 done < <(find "$REF" -type f -print0)
 
+# ---- the engine's own view: configuration source and what it would run ----
+expect "$REF/tiny-sd1/model.safetensors" "engine: unet: in 4 out 4 ch 32 mult 1,2 res 1,1 attn 1,1 heads 2 context 32 proj conv (from checkpoint metadata)"
+expect "$REF/tiny-sd1-diffusers" "heads 2 context 32 proj conv (from diffusers config); predicts eps (scheduler config)"
+expect "$REF/tiny-sd1/model.ckpt" "(from inferred: heads are not in the shapes"
+
 # ---- bad input and usage ----
 head -c 3000000 "$REF/tiny-sd1/model.ckpt" >"$TMP/truncated.ckpt"
 expect_error "$TMP/truncated.ckpt" "truncated"
