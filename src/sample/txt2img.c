@@ -48,7 +48,9 @@ static int guided_denoise(void *ctx, const float *x_in, float t, float *eps, sd_
 int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *pr, const float *uncond, const float *cond,
                       float *latent, sd_torch_rng *rng, sd_error *err) {
   int n = pr->batch, width = p->text->cfg.hidden;
-  guided_ctx g = {.p = p, .params = pr, .cfg = pr->guidance != 1.0};
+  /* ldm's txt2img (DDIM) guides whenever scale != 1; diffusers' pipelines only when scale > 1 */
+  int is_ddim = pr->sampler && strcmp(pr->sampler, "ddim") == 0;
+  guided_ctx g = {.p = p, .params = pr, .cfg = is_ddim ? pr->guidance != 1.0 : pr->guidance > 1.0};
   g.per_image = (int64_t)p->unet->cfg.in_channels * pr->latent_h * pr->latent_w;
   size_t ctx_floats = (size_t)77 * width;
   g.context = malloc(sizeof(float) * ctx_floats * 2 * (size_t)n);

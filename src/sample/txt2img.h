@@ -24,7 +24,7 @@ typedef struct {
   const char *negative; /* "" or NULL: the unconditional context is the encoding of "" */
   const char *sampler;  /* ddim, pndm, lms, euler */
   int steps;
-  double guidance; /* cfg scale; 1 disables the unconditional pass */
+  double guidance; /* cfg scale; no unconditional pass at 1 (ddim, as ldm) or at <= 1 (others, as diffusers) */
   double eta;      /* DDIM only */
   uint64_t seed;
   int latent_h, latent_w; /* image size / 8 for SD */
