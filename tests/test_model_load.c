@@ -148,6 +148,36 @@ int main(void) {
   fclose(f);
   expect("config with the wrong context", &oc, "attn2.to_k.weight", "expected [32, 64]");
 
+  /* The model hash covers every byte: one changed byte in the middle of a tensor changes it. */
+  {
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s/onebyte.safetensors", dir);
+    FILE *in = fopen(model, "rb"), *out = fopen(copy, "wb");
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *bytes = malloc((size_t)n);
+    CHECK(fread(bytes, 1, (size_t)n, in) == (size_t)n, "read model");
+    sd_tensor *t = sd_store_find(base, "model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight");
+    size_t off = (size_t)((const unsigned char *)t->data - (const unsigned char *)base->map) + t->nbytes / 2 + 1;
+    bytes[off] ^= 0x01;
+    fwrite(bytes, 1, (size_t)n, out);
+    fclose(in);
+    fclose(out);
+    free(bytes);
+    sd_model *a = NULL, *b = NULL, *c = NULL;
+    sd_model_options oa = {.path = model}, ob = {.path = copy};
+    CHECK(sd_model_open(&oa, &a, &err) == 0 && sd_model_open(&oa, &c, &err) == 0 && sd_model_open(&ob, &b, &err) == 0,
+          "open: %s", err.msg);
+    if (a && b && c) {
+      CHECK(strcmp(a->hash, c->hash) == 0, "same file, same hash");
+      CHECK(strcmp(a->hash, b->hash) != 0, "one byte changed, another hash (%s)", a->hash);
+    }
+    sd_model_close(a);
+    sd_model_close(b);
+    sd_model_close(c);
+  }
+
   sd_store_close(base);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
