@@ -20,15 +20,19 @@ void verify_row(verify_ctx *v, const char *group, const char *name, const float 
     double d = (double)got[i] - (double)ref[i];
     num += d * d;
     den += (double)ref[i] * ref[i];
-    if (fabs(d) > mx || d != d) mx = d != d ? INFINITY : fabs(d);
+    if (fabs(d) > mx || d != d)
+      mx = d != d ? INFINITY : fabs(d);
   }
   double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-  if (!(rel == rel)) rel = INFINITY;
+  if (!(rel == rel))
+    rel = INFINITY;
   int ok = rel <= tol;
   printf("%-8s %-58s %11.3e %11.3e  %s\n", group, name, rel, mx, ok ? "PASS" : "FAIL");
   fflush(stdout);
-  if (ok) v->passed++;
-  else v->failed++;
+  if (ok)
+    v->passed++;
+  else
+    v->failed++;
 }
 
 void verify_fail(verify_ctx *v, const char *group, const char *name, const char *why) {
@@ -51,7 +55,8 @@ const float *verify_f32(verify_ctx *v, sd_tensor *t) {
 }
 
 char *verify_metadata(verify_ctx *v, const char *key) {
-  if (!v->vectors->metadata_json) return NULL;
+  if (!v->vectors->metadata_json)
+    return NULL;
   json_t *md = json_loads(v->vectors->metadata_json, 0, NULL);
   json_t *val = json_object_get(md, key);
   char *out = json_is_string(val) ? sd_strdup(json_string_value(val)) : NULL;
@@ -67,13 +72,15 @@ void verify_skip(verify_ctx *v, const char *group, const char *why) {
 int verify_has_group(verify_ctx *v, const char *prefix) {
   size_t n = strlen(prefix);
   for (int i = 0; i < v->vectors->count; i++)
-    if (strncmp(v->vectors->tensors[i].name, prefix, n) == 0) return 1;
+    if (strncmp(v->vectors->tensors[i].name, prefix, n) == 0)
+      return 1;
   return 0;
 }
 
 /* ---- text: ids -> last hidden state; tokenizer ids when the prompt is in the metadata ---- */
 static void verify_text(verify_ctx *v) {
-  if (!verify_has_group(v, "text.case")) return;
+  if (!verify_has_group(v, "text.case"))
+    return;
   sd_clip_text clip;
   sd_error err;
   if (sd_parts_text(v->model, &clip, &err) != 0) {
@@ -81,19 +88,25 @@ static void verify_text(verify_ctx *v) {
     return;
   }
   sd_tokenizer *tok = NULL;
-  if (v->model->tokenizer_dir[0] && sd_parts_tokenizer(v->model, &tok, &err) != 0) tok = NULL;
+  if (v->model->tokenizer_dir[0] && sd_parts_tokenizer(v->model, &tok, &err) != 0)
+    tok = NULL;
   for (int k = 0;; k++) {
     sd_tensor *ids_t = verify_tensor(v, "text.case%d.ids", k), *hid_t = verify_tensor(v, "text.case%d.hidden", k);
-    if (!ids_t || !hid_t) break;
+    if (!ids_t || !hid_t)
+      break;
     const float *idsf = verify_f32(v, ids_t), *ref = verify_f32(v, hid_t);
     int32_t ids[77];
-    for (int i = 0; i < 77; i++) ids[i] = (int32_t)idsf[i];
+    for (int i = 0; i < 77; i++)
+      ids[i] = (int32_t)idsf[i];
     char name[64];
     snprintf(name, sizeof name, "case%d", k);
     float *hidden = malloc(sizeof(float) * (size_t)sd_tensor_numel(hid_t));
-    if (sd_tensor_numel(hid_t) != 77 * clip.cfg.hidden) verify_fail(v, "text", name, "hidden size mismatch");
-    else if (sd_clip_text_forward(&clip, ids, hidden, &err) != 0) verify_fail(v, "text", name, err.msg);
-    else verify_row(v, "text", name, hidden, ref, sd_tensor_numel(hid_t), v->tol);
+    if (sd_tensor_numel(hid_t) != 77 * clip.cfg.hidden)
+      verify_fail(v, "text", name, "hidden size mismatch");
+    else if (sd_clip_text_forward(&clip, ids, hidden, &err) != 0)
+      verify_fail(v, "text", name, err.msg);
+    else
+      verify_row(v, "text", name, hidden, ref, sd_tensor_numel(hid_t), v->tol);
     free(hidden);
     char key[64];
     snprintf(key, sizeof key, "text.case%d.prompt", k);
@@ -113,7 +126,8 @@ static void verify_text(verify_ctx *v) {
     }
     free(prompt);
   }
-  if (!tok) verify_skip(v, "tokens", "no tokenizer: pass --tokenizer");
+  if (!tok)
+    verify_skip(v, "tokens", "no tokenizer: pass --tokenizer");
   sd_tokenizer_free(tok);
   sd_clip_text_free(&clip);
 }
@@ -136,19 +150,24 @@ int cmd_verify(int argc, char **argv) {
   double tol = 1e-5;
   for (int i = 1; i < argc; i++) {
     int r = sd_cli_common_option(&common, "verify", argc, argv, &i);
-    if (r < 0) return 2;
-    if (r > 0) continue;
+    if (r < 0)
+      return 2;
+    if (r > 0)
+      continue;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
     } else if (strcmp(argv[i], "--vectors") == 0) {
-      if (!(vectors_path = sd_cli_value("verify", argc, argv, &i))) return 2;
+      if (!(vectors_path = sd_cli_value("verify", argc, argv, &i)))
+        return 2;
     } else if (strcmp(argv[i], "--only") == 0) {
-      if (!(only = sd_cli_value("verify", argc, argv, &i))) return 2;
+      if (!(only = sd_cli_value("verify", argc, argv, &i)))
+        return 2;
     } else if (strcmp(argv[i], "--tolerance") == 0) {
       const char *s = sd_cli_value("verify", argc, argv, &i);
       char *end;
-      if (!s) return 2;
+      if (!s)
+        return 2;
       tol = strtod(s, &end);
       if (*end || !(tol > 0)) {
         fprintf(stderr, "sdprune verify: --tolerance must be a positive number, got '%s'\n", s);
@@ -166,26 +185,34 @@ int cmd_verify(int argc, char **argv) {
   sd_cli_apply_threads(&common, "verify");
   sd_error err;
   verify_ctx v = {.tol = tol};
-  if (sd_cli_open_model(&common, "verify", &v.model) != 0) return 1;
+  if (sd_cli_open_model(&common, "verify", &v.model) != 0)
+    return 1;
   if (sd_store_open(vectors_path, &v.vectors, &err) != 0) {
     fprintf(stderr, "sdprune verify: %s\n", err.msg);
     sd_model_close(v.model);
     return 1;
   }
-  printf("model %s (%s, unet config: %s, predicts %s: %s), vectors %s, tolerance %.1e\n", v.model->path,
-         v.model->layout, v.model->unet_cfg_source, v.model->v_prediction ? "v" : "eps", v.model->prediction_source,
-         vectors_path, tol);
+  printf("sdprune %s verify: model %s (%s, hash %s, unet config: %s, predicts %s: %s), vectors %s, tolerance %.1e\n",
+         SDPRUNE_VERSION, v.model->path, v.model->layout, v.model->hash, v.model->unet_cfg_source,
+         v.model->v_prediction ? "v" : "eps", v.model->prediction_source, vectors_path, tol);
   printf("%-8s %-58s %11s %11s  %s\n", "group", "case", "rel-L2", "max-abs", "result");
   static const struct {
     const char *group;
     void (*run)(verify_ctx *);
-  } groups[] = {{"unet", verify_unet}, {"text", verify_text}, {"vae", verify_vae}, {"rng", verify_rng}, {"sampler", verify_samplers}};
+  } groups[] = {{"unet", verify_unet},
+                {"text", verify_text},
+                {"vae", verify_vae},
+                {"rng", verify_rng},
+                {"sampler", verify_samplers}};
   for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
-    if (!only || strncmp(groups[g].group, only, strlen(only)) == 0) groups[g].run(&v);
+    if (!only || strncmp(groups[g].group, only, strlen(only)) == 0)
+      groups[g].run(&v);
   const char *known[] = {"vae.", "vae_enc.", "ddim.", "pndm.", "lms.", "euler.", "rng.", "clip."};
   for (size_t k = 0; k < sizeof known / sizeof *known; k++)
-    if (verify_has_group(&v, known[k]) && !verify_group_supported(known[k])) verify_skip(&v, known[k], "not supported yet");
-  if (v.skipped[0]) printf("skipped: %s\n", v.skipped);
+    if (verify_has_group(&v, known[k]) && !verify_group_supported(known[k]))
+      verify_skip(&v, known[k], "not supported yet");
+  if (v.skipped[0])
+    printf("skipped: %s\n", v.skipped);
   printf("verify: %d passed, %d failed\n", v.passed, v.failed);
   sd_store_close(v.vectors);
   sd_model_close(v.model);
