@@ -73,8 +73,7 @@ static void bind_proj(binder *b, const char *prefix, int in, int out, int linear
   lin->out = out;
 }
 
-static void bind_resblock(binder *b, const char *prefix, int cin, int cout, int emb_dim, int groups,
-                          sd_unet_resblock *r) {
+static void bind_resblock(binder *b, const char *prefix, int cin, int cout, int emb_dim, sd_unet_resblock *r) {
   char p[200];
   r->cin = cin;
   r->cout = cout;
@@ -93,7 +92,6 @@ static void bind_resblock(binder *b, const char *prefix, int cin, int cout, int 
     snprintf(p, sizeof p, "%s.skip_connection", prefix);
     bind_conv(b, p, cin, cout, 1, &r->skip);
   }
-  (void)groups;
 }
 
 static int bind_transformer(sd_unet *u, binder *b, const char *prefix, int channels, int level, int depth,
@@ -205,7 +203,7 @@ int sd_unet_init(sd_unet *u, const sd_unet_config *cfg, sd_tensor_store *view, c
       blk->level = l;
       int cout = c->channel_mult[l] * mc;
       snprintf(p, sizeof p, "input_blocks.%d.0", bi);
-      bind_resblock(&b, p, ch, cout, emb_dim, c->norm_groups, &add_layer(blk, SD_LAYER_RES)->res);
+      bind_resblock(&b, p, ch, cout, emb_dim, &add_layer(blk, SD_LAYER_RES)->res);
       ch = cout;
       if (c->attention[l]) {
         snprintf(p, sizeof p, "input_blocks.%d.1", bi);
@@ -228,10 +226,10 @@ int sd_unet_init(sd_unet *u, const sd_unet_config *cfg, sd_tensor_store *view, c
   /* Middle block: ResBlock, SpatialTransformer, ResBlock. */
   blk = &u->middle;
   blk->level = c->n_levels - 1;
-  bind_resblock(&b, "middle_block.0", ch, ch, emb_dim, c->norm_groups, &add_layer(blk, SD_LAYER_RES)->res);
+  bind_resblock(&b, "middle_block.0", ch, ch, emb_dim, &add_layer(blk, SD_LAYER_RES)->res);
   if (rc == 0)
     rc = bind_transformer(u, &b, "middle_block.1", ch, -1, c->middle_depth, &add_layer(blk, SD_LAYER_ATTN)->attn, err);
-  bind_resblock(&b, "middle_block.2", ch, ch, emb_dim, c->norm_groups, &add_layer(blk, SD_LAYER_RES)->res);
+  bind_resblock(&b, "middle_block.2", ch, ch, emb_dim, &add_layer(blk, SD_LAYER_RES)->res);
   blk->out_channels = ch;
 
   int bo = 0;
@@ -242,7 +240,7 @@ int sd_unet_init(sd_unet *u, const sd_unet_config *cfg, sd_tensor_store *view, c
       int skip_ch = chans[--n_chans];
       int cout = c->channel_mult[l] * mc;
       snprintf(p, sizeof p, "output_blocks.%d.0", bo);
-      bind_resblock(&b, p, ch + skip_ch, cout, emb_dim, c->norm_groups, &add_layer(blk, SD_LAYER_RES)->res);
+      bind_resblock(&b, p, ch + skip_ch, cout, emb_dim, &add_layer(blk, SD_LAYER_RES)->res);
       ch = cout;
       if (c->attention[l]) {
         snprintf(p, sizeof p, "output_blocks.%d.1", bo);

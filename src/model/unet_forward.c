@@ -115,7 +115,7 @@ static void hook(fwd_ctx *f, const sd_unet_tblock *tb, sd_hook_kind kind, float 
 
 /* One BasicTransformerBlock on tokens x[B·T, dim], in place. */
 static int tblock_forward(fwd_ctx *f, const sd_unet_transformer *st, const sd_unet_tblock *tb, float *x, int64_t T) {
-  int B = f->B, dim = st->inner, S = f->ctx_len, ctxd = f->u->cfg.context_dim;
+  int B = f->B, dim = st->inner, S = f->ctx_len;
   int64_t BT = (int64_t)B * T;
   float scale = 1.0f / sqrtf((float)st->dim_head);
   size_t mark = sd_arena_mark(f->scratch);
@@ -165,7 +165,6 @@ static int tblock_forward(fwd_ctx *f, const sd_unet_transformer *st, const sd_un
   } else {
     t_linear_acc(f, x, a, BT, &tb->attn2_out);
   }
-  (void)ctxd;
 
   /* x = ff(norm3(x)) + x, ff = net.2(GEGLU(net.0.proj(.))) */
   t_layer_norm(f, n, x, BT, dim, &tb->norm3);
