@@ -110,14 +110,8 @@ int sd_cli_open_model(sd_cli_common *c, const char *cmd, sd_model **out) {
   const char *dir = c->weights_cache ? c->weights_cache : getenv("SDPRUNE_WEIGHTS_CACHE");
   if (dir && *dir) {
     char note[1200] = "";
-    int rc = sd_weight_cache_apply(*out, dir, 1800, note, sizeof note, &err);
-    if (rc < 0) {
-      fprintf(stderr, "sdprune %s: %s\n", cmd, err.msg);
-      sd_model_close(*out);
-      *out = NULL;
-      return 1;
-    }
-    if (rc > 0) fprintf(stderr, "sdprune %s: warning: %s\n", cmd, note);
+    if (sd_weight_cache_apply(*out, dir, 1800, note, sizeof note) != 0)
+      fprintf(stderr, "sdprune %s: warning: %s\n", cmd, note);
   }
   return 0;
 }

@@ -110,8 +110,7 @@ static int use_cache(sd_model *m, const char *path, sd_error *err) {
 }
 
 
-int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *note, size_t note_size,
-                          sd_error *err) {
+int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *note, size_t note_size) {
   char path[4200], lock[4300];
   snprintf(path, sizeof path, "%s/sdprune-%s.f32.safetensors", dir, m->hash);
   snprintf(lock, sizeof lock, "%s.lock", path);
@@ -151,7 +150,6 @@ int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *
     snprintf(note, note_size, "weight cache not used: %s", e.msg);
     return 1;
   }
-  (void)err;
   return 0;
 }
 

@@ -8,10 +8,9 @@
 
 /* Makes m's part views point into DIR/sdprune-<hash>.f32.safetensors, writing it first when absent
  * (one process writes, under a lock file; others wait for it up to wait_seconds). On any problem
- * with the cache (unwritable, read-only filesystem, timeout) the model is left as it was and a
- * one-line reason is put in note (returns 1); 0 when the cache is in use; -1 only for errors that
- * leave the model unusable. */
-int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *note, size_t note_size, sd_error *err);
+ * with the cache (unwritable, read-only filesystem, timeout, a broken cache file) the model is left as
+ * it was and a one-line reason is put in note (returns 1); 0 when the cache is in use. */
+int sd_weight_cache_apply(sd_model *m, const char *dir, int wait_seconds, char *note, size_t note_size);
 
 /* Drops the pages of the checkpoint mappings whose tensors were all converted to float32 copies, so
  * they stop counting in the resident set (the f16 file is not needed after conversion). */
