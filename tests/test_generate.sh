@@ -79,6 +79,13 @@ check "row seed in file name" test -f "$(printf '%s/vg_ddim/%05d_seed%s.png' "$T
 "$BIN" generate --model "$MODEL" --prompt "two cats" --batch 2 --size 16x16 --steps 2 --out "$TMP/batch" --quiet 2>/dev/null
 check "--batch 2 writes 2 files" test "$(ls "$TMP/batch" | wc -l)" -eq 2
 
+# Progress in a log (stderr not a terminal): one line per image, then the summary.
+"$BIN" generate --model "$MODEL" --prompts "$PROMPTS/unlearndiffatk_church.csv" --limit 3 --size 16x16 --steps 3 \
+  --sampler euler --out "$TMP/progress" 2> "$TMP/progress.log"
+check "progress: exit 0" test $? -eq 0
+check "progress: a line per image" test "$(grep -c '^image [1-3]/3 done' "$TMP/progress.log")" -eq 3
+check "progress: summary last" bash -c "tail -1 '$TMP/progress.log' | grep -q 'wrote 3 images'"
+
 # Sizes whose latents are not a multiple of 2^(levels-1) work as in diffusers (upsampling to the skip's size).
 "$BIN" generate --model "$MODEL" --prompt "odd" --size 18x22 --steps 2 --out "$TMP/odd.png" --quiet 2>/dev/null
 check "odd latent size (9x11): image written" test -s "$TMP/odd.png"

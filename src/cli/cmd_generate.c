@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/files.h"
 #include "cli/cli_common.h"
@@ -149,6 +150,7 @@ typedef struct {
   double t_start, t_item;
   int steps_total_done, steps_total;
   int printed; /* a progress line is open on stderr */
+  int tty;     /* stderr is a terminal: rewrite one line; else print a line per image */
 } progress_state;
 
 static void on_step(void *ctx, int step, int total) {
@@ -158,8 +160,12 @@ static void on_step(void *ctx, int step, int total) {
   int done = p->steps_total_done + step;
   double rate = done / (el > 0 ? el : 1e-9);
   double eta = (p->steps_total - done) / (rate > 0 ? rate : 1e-9);
-  p->printed = 1;
-  fprintf(stderr, "\rimage %d/%d  step %d/%d  %.2f it/s  ETA %.0fs   ", p->item, p->n_items, step, total, rate, eta);
+  if (p->tty) { /* one line rewritten in place */
+    p->printed = 1;
+    fprintf(stderr, "\rimage %d/%d  step %d/%d  %.2f it/s  ETA %.0fs   ", p->item, p->n_items, step, total, rate, eta);
+  } else if (step == total) { /* a log file (Slurm): one line per image */
+    fprintf(stderr, "image %d/%d done  %.2f it/s  elapsed %.0fs  ETA %.0fs\n", p->item, p->n_items, rate, el, eta);
+  }
   if (step == total) p->steps_total_done += total;
 }
 
@@ -224,7 +230,7 @@ int cmd_generate(int argc, char **argv) {
   char *cmdline = join_args(argc, argv), model_hash[16] = "";
   int single_file = strlen(o.out) > 4 && !strcmp(o.out + strlen(o.out) - 4, ".png");
   int threads = sd_cli_apply_threads(&o.common, "generate");
-  progress_state prog = {.quiet = o.quiet};
+  progress_state prog = {.quiet = o.quiet, .tty = isatty(STDERR_FILENO)};
 
   if (o.prompts_path && sd_prompt_set_load(o.prompts_path, o.template_str, &set, &err) != 0) goto fail;
   int n_items = set ? set->n_rows : 1;

@@ -45,6 +45,12 @@ static int guided_denoise(void *ctx, const float *x_in, float t, float *eps, sd_
   return 0;
 }
 
+/* The samplers call progress with their denoise context; forward to the caller's own. */
+static void forward_progress(void *ctx, int step, int total) {
+  guided_ctx *g = ctx;
+  if (g->params->progress) g->params->progress(g->params->progress_ctx, step, total);
+}
+
 int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *pr, const float *uncond, const float *cond,
                       float *latent, sd_torch_rng *rng, sd_error *err) {
   int n = pr->batch, width = p->text->cfg.hidden;
@@ -67,7 +73,7 @@ int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *pr, const float *
     memcpy(g.context + (size_t)(n + b) * ctx_floats, cond, sizeof(float) * ctx_floats);
   }
   sd_sampler_config sc = {.name = pr->sampler, .steps = pr->steps, .eta = pr->eta};
-  rc = sd_sample(&sc, latent, g.per_image * n, guided_denoise, &g, rng, pr->progress, err);
+  rc = sd_sample(&sc, latent, g.per_image * n, guided_denoise, &g, rng, forward_progress, err);
 done:
   free(g.context);
   free(g.x2);
