@@ -2,12 +2,7 @@
 # sdprune bench on a synthesised tiny model (table, hooks, last line), its bad input, and the float32
 # weight cache: written once, then mapped; verify still passes through it; a broken or unusable cache
 # falls back with a warning.
-set -u
-BIN=${SDPRUNE_BIN:?}
-REF=${SDPRUNE_REFERENCE:-}
-passed=0; failed=0
-check() { local what=$1; shift; if "$@"; then passed=$((passed+1)); else failed=$((failed+1)); echo "FAIL: $what" >&2; fi; }
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+source "$(dirname "$0")/testlib.sh"
 
 "$BIN" bench --arch tiny-sd1 --latent 16x16,8x16 --repeat 2 --hooks --profile --cache-dir "$TMP/bench" > "$TMP/bench.txt" 2>&1
 check "bench: exit 0" test $? -eq 0
@@ -45,5 +40,4 @@ if [ -d "$REF/tiny-sd1" ]; then
 elif [ "${CI:-}" = true ]; then
   echo "reference data missing under CI" >&2; exit 1
 fi
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

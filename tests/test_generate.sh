@@ -2,18 +2,10 @@
 # sdprune generate end to end: the PNG of the PNDM reference case equals diffusers' image pixel for
 # pixel, outputs are deterministic and carry the A1111 parameters chunk, prompt sets use their per-row
 # seeds, and bad input fails with one line and no file left behind.
-set -u
-BIN=${SDPRUNE_BIN:?}
-REF=${SDPRUNE_REFERENCE:-}
-if [ ! -d "$REF/tiny-sd1" ]; then
-  if [ "${CI:-}" = true ]; then echo "reference data missing under CI: $REF" >&2; exit 1; fi
-  echo "SKIP: reference data not found ($REF)"; exit 77
-fi
+source "$(dirname "$0")/testlib.sh"
+require_reference
 PROMPTS=${SDPRUNE_SOURCE:?}/../shared/prompts
 MODEL="$REF/tiny-sd1/model.safetensors"
-passed=0; failed=0
-check() { local what=$1; shift; if "$@"; then passed=$((passed+1)); else failed=$((failed+1)); echo "FAIL: $what" >&2; fi; }
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 
 # pndm.case0 of the reference was drawn with torch.manual_seed(5): same prompt, seed, sampler and steps.
 "$BIN" generate --model "$MODEL" --prompt "a red fox in the snow, watercolor" --sampler pndm --steps 10 \
@@ -113,5 +105,4 @@ fails "missing model" "cannot open" --prompt x --model /nonexistent.safetensors 
 check "--help" bash -c "'$BIN' generate --help | grep -q -- --sampler"
 check "no temporary files left" bash -c "! find '$TMP' -name '*.tmp.*' | grep -q ."
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -1,17 +1,9 @@
 #!/usr/bin/env bash
 # `sdprune verify` against the public reference: both layouts, the torch .ckpt, and the erased UNets
 # given as overrides. Every case must pass at rel-L2 <= 1e-5 and no group may be skipped unexpectedly.
-set -u
-BIN=${SDPRUNE_BIN:?}
-REF=${SDPRUNE_REFERENCE:-}
-if [ ! -d "$REF/tiny-sd1" ]; then
-  if [ "${CI:-}" = true ]; then echo "reference data missing under CI: $REF" >&2; exit 1; fi
-  echo "SKIP: reference data not found ($REF)"; exit 77
-fi
+source "$(dirname "$0")/testlib.sh"
+require_reference
 TOK="$REF/clip-tokenizer"
-passed=0; failed=0
-check() { local what=$1; shift; if "$@"; then passed=$((passed+1)); else failed=$((failed+1)); echo "FAIL: $what" >&2; fi; }
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 
 run_verify() { # name, expected pass count, args...
   local name=$1 want=$2; shift 2
@@ -51,5 +43,4 @@ check "missing model: exit 1" test $rc -eq 1
 check "missing model: one line naming the file" bash -c "test \$(wc -l < '$TMP/err') -eq 1 && grep -q '/nonexistent.safetensors' '$TMP/err'"
 check "--help" bash -c "'$BIN' verify --help | grep -q -- --vectors"
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish
