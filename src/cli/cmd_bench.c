@@ -12,6 +12,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "core/files.h"
 #include "model/parts.h"
 #include "model/synth.h"
 #include "model/weight_cache.h"
@@ -252,7 +253,7 @@ static int ensure_model(bench_options *o, char *path, size_t n) {
   char dir[3000];
   snprintf(dir, sizeof dir, "%s", o->cache_dir ? o->cache_dir : "");
   if (!o->cache_dir) snprintf(dir, sizeof dir, "%s/sdprune-bench", tmp && *tmp ? tmp : "/tmp");
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+  if (sd_mkdir_p(dir) != 0) {
     fprintf(stderr, "sdprune bench: %s: cannot create cache directory: %s\n", dir, strerror(errno));
     return -1;
   }

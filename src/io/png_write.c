@@ -2,6 +2,8 @@
  * The pixel conversion copies diffusers' numpy_to_pil bit for bit; nothing here resizes or reads images. */
 #include "io/png_write.h"
 
+#include "core/utf8.h"
+
 #include <errno.h>
 #include <math.h>
 #include <png.h>
@@ -37,19 +39,8 @@ static int utf8_to_latin1(const char *s, char *out) {
   size_t o = 0;
   while (*p) {
     unsigned cp;
-    int n;
-    if (p[0] < 0x80) cp = p[0], n = 1;
-    else if ((p[0] & 0xE0) == 0xC0) cp = p[0] & 0x1F, n = 2;
-    else if ((p[0] & 0xF0) == 0xE0) cp = p[0] & 0x0F, n = 3;
-    else if ((p[0] & 0xF8) == 0xF0) cp = p[0] & 0x07, n = 4;
-    else return -1;
-    for (int k = 1; k < n; k++) {
-      if ((p[k] & 0xC0) != 0x80) return -1;
-      cp = cp << 6 | (p[k] & 0x3F);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return -1;
+    int n = sd_utf8_next(p, &cp);
+    if (n < 0) return -1;
     if (cp > 0xFF) latin1 = 0;
     if (latin1) out[o++] = (char)cp;
     p += n;

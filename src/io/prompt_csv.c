@@ -1,6 +1,7 @@
 /* Prompt-set reader (see prompt_csv.h for the accepted formats). The CSV state machine follows RFC 4180 and,
  * where files bend it (text after a closing quote), Python's csv module in its default non-strict mode. */
 #include "io/prompt_csv.h"
+#include "core/utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -107,19 +108,8 @@ static int check_utf8(const char *s) {
   const unsigned char *q = (const unsigned char *)s;
   while (*q) {
     unsigned cp;
-    int n;
-    if (q[0] < 0x80) cp = q[0], n = 1;
-    else if ((q[0] & 0xE0) == 0xC0) cp = q[0] & 0x1F, n = 2;
-    else if ((q[0] & 0xF0) == 0xE0) cp = q[0] & 0x0F, n = 3;
-    else if ((q[0] & 0xF8) == 0xF0) cp = q[0] & 0x07, n = 4;
-    else return -1;
-    for (int k = 1; k < n; k++) {
-      if ((q[k] & 0xC0) != 0x80) return -1;
-      cp = cp << 6 | (q[k] & 0x3F);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return -1;
+    int n = sd_utf8_next(q, &cp);
+    if (n < 0) return -1;
     q += n;
   }
   return 0;
