@@ -9,5 +9,10 @@ int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_mask(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_prompts(int argc, char **argv);
 
 #endif

@@ -17,6 +17,11 @@ static const command commands[] = {
     {"inspect", cmd_inspect, "list what a checkpoint holds: format, naming, parts, dtypes, architecture"},
     {"tokenize", cmd_tokenize, "print CLIP token ids for prompts"},
     {"bench", cmd_bench, "time UNet evaluations against the sgemm rate of this machine"},
+    {"stats", cmd_stats, "FFN neuron statistics over target/anchor/adversarial prompt sets into stats.h5"},
+    {"mask", cmd_mask, "pruning mask from statistics files (wanda, actdiff, sensitivity) into mask.h5"},
+    {"apply", cmd_apply, "write the pruned checkpoint (same layout, names, dtypes) and its restore file"},
+    {"restore", cmd_restore, "give back the original checkpoint bytes from a pruned one and its restore file"},
+    {"prompts", cmd_prompts, "show how a prompt file is read: row count, then one JSON object per row"},
 };
 
 static void usage(FILE *out) {
