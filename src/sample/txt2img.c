@@ -20,6 +20,7 @@ typedef struct {
   float *x2, *eps2, *t2;
   int64_t per_image;
   int cfg;
+  int evals, stop; /* evaluations made; after_eval asked to end the trajectory */
 } guided_ctx;
 
 /* eps = eps_u + g·(eps_c − eps_u), with the batch [uncond…, cond…] in one UNet call (diffusers order). */
@@ -28,6 +29,7 @@ static int guided_denoise(void *ctx, const float *x_in, float t, float *eps, sd_
   const sd_txt2img_params *pr = g->params;
   int n = pr->batch, B = g->cfg ? 2 * n : n;
   int64_t m = g->per_image * n;
+  if (g->stop) return sd_fail(err, "trajectory ended by after_eval");
   memcpy(g->x2, x_in, sizeof(float) * (size_t)m);
   if (g->cfg) memcpy(g->x2 + m, x_in, sizeof(float) * (size_t)m);
   for (int b = 0; b < B; b++) g->t2[b] = t;
@@ -42,6 +44,12 @@ static int guided_denoise(void *ctx, const float *x_in, float t, float *eps, sd_
   }
   /* guidance combines the raw outputs (diffusers does it on v too); the conversion is linear */
   if (pr->v_prediction) sd_v_to_eps(eps, eps, x_in, m, t);
+  if (pr->after_eval) {
+    int r = pr->after_eval(pr->after_eval_ctx, g->evals, err);
+    if (r < 0) return -1;
+    if (r > 0) g->stop = 1;
+  }
+  g->evals++;
   return 0;
 }
 
@@ -51,12 +59,16 @@ static void forward_progress(void *ctx, int step, int total) {
   if (g->params->progress) g->params->progress(g->params->progress_ctx, step, total);
 }
 
+int sd_txt2img_uses_cfg(const char *sampler, double guidance) {
+  int is_ddim = sampler && strcmp(sampler, "ddim") == 0;
+  return is_ddim ? guidance != 1.0 : guidance > 1.0;
+}
+
 int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *pr, const float *uncond, const float *cond,
                       float *latent, sd_torch_rng *rng, sd_error *err) {
   int n = pr->batch, width = p->text->cfg.hidden;
   /* ldm's txt2img (DDIM) guides whenever scale != 1; diffusers' pipelines only when scale > 1 */
-  int is_ddim = pr->sampler && strcmp(pr->sampler, "ddim") == 0;
-  guided_ctx g = {.p = p, .params = pr, .cfg = is_ddim ? pr->guidance != 1.0 : pr->guidance > 1.0};
+  guided_ctx g = {.p = p, .params = pr, .cfg = sd_txt2img_uses_cfg(pr->sampler, pr->guidance)};
   g.per_image = (int64_t)p->unet->cfg.in_channels * pr->latent_h * pr->latent_w;
   size_t ctx_floats = (size_t)77 * width;
   g.context = malloc(sizeof(float) * ctx_floats * 2 * (size_t)n);
@@ -74,6 +86,7 @@ int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *pr, const float *
   }
   sd_sampler_config sc = {.name = pr->sampler, .steps = pr->steps, .eta = pr->eta};
   rc = sd_sample(&sc, latent, g.per_image * n, guided_denoise, &g, rng, forward_progress, err);
+  if (rc != 0 && g.stop) rc = 0; /* ended early on purpose */
 done:
   free(g.context);
   free(g.x2);

@@ -32,13 +32,22 @@ typedef struct {
   int v_prediction;       /* the UNet predicts v (SD 2.x 768-v), converted to eps for the samplers */
   sd_progress_fn progress;
   void *progress_ctx;
+  /* Called after every UNet evaluation (eval = 0, 1, ...): < 0 aborts with err set, > 0 ends the
+   * trajectory there (statistics need only the first evaluations; the latent is then not final),
+   * 0 continues. May be NULL. */
+  int (*after_eval)(void *ctx, int eval, sd_error *err);
+  void *after_eval_ctx;
 } sd_txt2img_params;
+
+/* 1 when the sampler runs the batch [uncond, cond] for this guidance (ldm's DDIM: scale != 1;
+ * diffusers' samplers: scale > 1), 0 when it runs the prompt alone. */
+int sd_txt2img_uses_cfg(const char *sampler, double guidance);
 
 /* context[77, width] = text encoder(tokenizer(prompt)). */
 int sd_encode_prompt(sd_pipeline *p, const char *prompt, float *context, sd_error *err);
 
 /* Runs the sampler from xT (noise[batch·4·h·w], unscaled N(0,1)); on return latent holds the final
- * latent. uncond/cond are [77, width] contexts. rng continues the noise stream (DDIM eta > 0). */
+ * latent (unless after_eval ended the trajectory early; that is a success too). uncond/cond are [77, width] contexts. rng continues the noise stream (DDIM eta > 0). */
 int sd_txt2img_sample(sd_pipeline *p, const sd_txt2img_params *params, const float *uncond, const float *cond,
                       float *latent, sd_torch_rng *rng, sd_error *err);
 

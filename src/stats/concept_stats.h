@@ -122,6 +122,9 @@ void sd_stats_collector_begin_item(sd_stats_collector *c, int cfg, int batch);
  * evaluations are recorded (the caller may stop sampling), 0 before, -1 with err on a non-finite or
  * overflowing value (naming layer, step and neuron). */
 int sd_stats_collector_end_step(sd_stats_collector *c, sd_error *err);
+int sd_stats_collector_steps_done(const sd_stats_collector *c);
+/* Seconds spent in the hook and the folding since the collector was made (for summaries). */
+double sd_stats_collector_seconds(const sd_stats_collector *c);
 /* The item's totals, per layer ([n_layers], valid until the next begin_item). */
 const sd_stats_acc *sd_stats_collector_item(const sd_stats_collector *c);
 /* Per-item records of layer l (per_item only): mean and max over tokens, cond branch, [n_steps, width]. */
