@@ -1,6 +1,9 @@
 /* sdprune bench: times UNet evaluations on this node and relates them to the sgemm rate measured in
  * the same run on the UNet's own GEMM shapes (convolutions as im2col products and linear layers), so
- * users can check their nodes. Synthesises an SD-shaped checkpoint unless --model is given. */
+ * users can check their nodes. Synthesises an SD-shaped checkpoint unless --model is given.
+ * The sgemm calibration is interleaved with the timed evaluations (calibration, UNet, calibration, ...):
+ * on a shared node both drift with the neighbours' load, and pairs taken minutes apart do not compare.
+ * Minima (the least disturbed runs) are reported beside the medians. */
 #include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
@@ -30,14 +33,18 @@ typedef struct {
 static void usage(FILE *out) {
   fprintf(out, "usage: sdprune bench [--arch sd15|sd21|tiny-sd1] [--model PATH] [--batch 2] [--latent 64x64[,32x32...]]\n"
                "                     [--repeat 3] [--threads N] [--hooks] [--cache-dir DIR]\n\n"
-               "Times batch UNet evaluations (median of --repeat after a warm-up) and compares them with the\n"
+               "Times batch UNet evaluations (--repeat of them after a warm-up) and compares them with the\n"
                "sgemm rate OpenBLAS reaches on the same run's GEMM shapes of that UNet (convolutions as im2col\n"
-               "products, linear layers; attention products are reported apart). Prints one row per latent\n"
-               "shape and, as its last line, sgemm_fraction=0.NN for the first shape.\n\n"
+               "products, linear layers; attention products are reported apart). Each timed evaluation follows\n"
+               "its own sgemm calibration, so load from other jobs touches both alike. Prints one row per latent\n"
+               "shape (seconds, sgemm and fraction are medians; min_s, sgemm_max and frac_min come from the\n"
+               "fastest evaluation and the fastest calibration) and, as its last two lines for the first shape,\n"
+               "sgemm_fraction_min=0.NN (ratio of the minima, the stable figure on a shared node) and\n"
+               "sgemm_fraction=0.NN (ratio of the medians).\n\n"
                "  --arch NAME       architecture to synthesise when --model is not given (default sd15)\n"
                "  --batch N         UNet batch (2 = one classifier-free-guided step; default 2)\n"
                "  --latent HxW,...  latent sizes (default 64x64,32x32; 64x64 is a 512x512 image)\n"
-               "  --repeat N        timed evaluations per shape (default 3)\n"
+               "  --repeat N        timed evaluations per shape, each after an sgemm calibration (default 3)\n"
                "  --hooks           also time with an FFN hook that accumulates per-neuron sum and sum of squares\n"
                "  --profile         print seconds per operation kind (conv, norm, linear, attention, ...)\n"
                "  --no-weights-cache  convert weights in memory instead of mapping the float32 cache (the\n"
@@ -225,26 +232,73 @@ static int compare_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static int time_unet(sd_unet *u, int B, int H, int W, int repeat, int ctx_dim, double *median, sd_error *err) {
-  int C = u->cfg.in_channels;
-  size_t nx = (size_t)B * C * H * W;
-  float *x = malloc(nx * 4), *eps = malloc(nx * 4), *ctx = malloc((size_t)B * 77 * ctx_dim * 4), t[64];
-  for (size_t i = 0; i < nx; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  for (size_t i = 0; i < (size_t)B * 77 * ctx_dim; i++) ctx[i] = (float)((i * 40503u) % 1000) / 1000.0f - 0.5f;
-  for (int b = 0; b < B && b < 64; b++) t[b] = 500.0f;
-  double times[64];
-  int rc = 0;
-  for (int r = 0; r <= repeat && rc == 0; r++) { /* r == 0 is the warm-up */
-    double t0 = sd_now();
-    rc = sd_unet_forward(u, x, B, H, W, t, ctx, 77, eps, err);
-    if (r > 0) times[r - 1] = sd_now() - t0;
-    if (r == 0) memset(u->profile_seconds, 0, sizeof u->profile_seconds); /* profile the timed runs only */
+/* Fixed inputs of a batch UNet evaluation (deterministic, so every timed run does the same work). */
+typedef struct {
+  float *x, *eps, *ctx, t[64];
+  int B, H, W;
+} unet_inputs;
+
+static void unet_inputs_free(unet_inputs *in) {
+  free(in->x);
+  free(in->eps);
+  free(in->ctx);
+}
+
+static int unet_inputs_init(unet_inputs *in, const sd_unet *u, int B, int H, int W, int ctx_dim, sd_error *err) {
+  size_t nx = (size_t)B * u->cfg.in_channels * H * W, nc = (size_t)B * 77 * ctx_dim;
+  *in = (unet_inputs){.x = malloc(nx * 4), .eps = malloc(nx * 4), .ctx = malloc(nc * 4), .B = B, .H = H, .W = W};
+  if (!in->x || !in->eps || !in->ctx) {
+    unet_inputs_free(in);
+    return sd_fail(err, "out of memory for the bench inputs");
   }
-  qsort(times, (size_t)repeat, sizeof *times, compare_double);
-  *median = times[repeat / 2];
-  free(x);
-  free(eps);
-  free(ctx);
+  for (size_t i = 0; i < nx; i++) in->x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  for (size_t i = 0; i < nc; i++) in->ctx[i] = (float)((i * 40503u) % 1000) / 1000.0f - 0.5f;
+  for (int b = 0; b < B && b < 64; b++) in->t[b] = 500.0f;
+  return 0;
+}
+
+static int unet_eval(sd_unet *u, unet_inputs *in, double *seconds, sd_error *err) {
+  double t0 = sd_now();
+  int rc = sd_unet_forward(u, in->x, in->B, in->H, in->W, in->t, in->ctx, 77, in->eps, err);
+  *seconds = sd_now() - t0;
+  return rc;
+}
+
+/* One warm-up, then repeat timed evaluations; median out (profile counters cover the timed runs). */
+static int time_unet(sd_unet *u, int B, int H, int W, int repeat, int ctx_dim, double *median, sd_error *err) {
+  unet_inputs in;
+  if (unet_inputs_init(&in, u, B, H, W, ctx_dim, err)) return -1;
+  double times[64], warm;
+  int rc = unet_eval(u, &in, &warm, err);
+  memset(u->profile_seconds, 0, sizeof u->profile_seconds);
+  for (int r = 0; r < repeat && rc == 0; r++) rc = unet_eval(u, &in, &times[r], err);
+  if (rc == 0) {
+    qsort(times, (size_t)repeat, sizeof *times, compare_double);
+    *median = times[repeat / 2];
+  }
+  unet_inputs_free(&in);
+  return rc;
+}
+
+/* Interleaved timing: for each of repeat rounds, one sgemm calibration of dense (seconds into
+ * dense_times) and then one UNet evaluation (unet_times), after a warm-up evaluation. Both arrays come
+ * back sorted. */
+static int time_interleaved(sd_unet *u, const gemm_set *dense, int B, int H, int W, int repeat, int ctx_dim,
+                            double *dense_times, double *unet_times, double *dense_flops, sd_error *err) {
+  unet_inputs in;
+  if (unet_inputs_init(&in, u, B, H, W, ctx_dim, err)) return -1;
+  double warm;
+  int rc = unet_eval(u, &in, &warm, err);
+  memset(u->profile_seconds, 0, sizeof u->profile_seconds); /* profile the timed runs only */
+  for (int r = 0; r < repeat && rc == 0; r++) {
+    dense_times[r] = time_gemm_set(dense, dense_flops);
+    rc = unet_eval(u, &in, &unet_times[r], err);
+  }
+  unet_inputs_free(&in);
+  if (rc == 0) {
+    qsort(dense_times, (size_t)repeat, sizeof *dense_times, compare_double);
+    qsort(unet_times, (size_t)repeat, sizeof *unet_times, compare_double);
+  }
   return rc;
 }
 
@@ -359,8 +413,10 @@ int cmd_bench(int argc, char **argv) {
   char desc[512];
   sd_unet_config_describe(&unet.cfg, desc, sizeof desc);
   printf("bench: %s, %d threads, model %s loaded in %.1f s\n%s\n", SDPRUNE_VERSION, threads, m->path, sd_now() - t0, desc);
-  printf("%-10s %5s %9s %9s %10s %9s %9s %9s\n", "latent", "batch", "seconds", "GFLOP", "GFLOP/s", "sgemm", "fraction", "peakRSS");
-  double first_fraction = 0;
+  /* The columns up to peakRSS keep their places (scripts read them); the minima follow. */
+  printf("%-10s %5s %9s %9s %10s %9s %9s %9s %9s %9s %9s\n", "latent", "batch", "seconds", "GFLOP", "GFLOP/s", "sgemm",
+         "fraction", "peakRSS", "min_s", "sgemm_max", "frac_min");
+  double first_fraction = 0, first_fraction_min = 0;
   int status = 0;
   for (int s = 0; s < o.n_shapes; s++) {
     int H = o.lat_h[s], W = o.lat_w[s];
@@ -368,24 +424,32 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < unet.n_input_blocks; i++) collect_block(&unet, &unet.input_blocks[i], o.batch, H, W, &dense, &attn);
     collect_block(&unet, &unet.middle, o.batch, H, W, &dense, &attn);
     for (int i = 0; i < unet.n_output_blocks; i++) collect_block(&unet, &unet.output_blocks[i], o.batch, H, W, &dense, &attn);
-    double dense_flops, attn_flops;
-    double dense_time = time_gemm_set(&dense, &dense_flops), attn_time = time_gemm_set(&attn, &attn_flops);
-    double sgemm_rate = dense_flops / dense_time;
-    double median;
+    double dense_flops = 0, attn_flops, dense_times[64], unet_times[64];
+    double attn_time = time_gemm_set(&attn, &attn_flops);
     unet.profile = o.profile;
     memset(unet.profile_seconds, 0, sizeof unet.profile_seconds);
-    if (time_unet(&unet, o.batch, H, W, o.repeat, unet.cfg.context_dim, &median, &err) != 0) {
+    if (time_interleaved(&unet, &dense, o.batch, H, W, o.repeat, unet.cfg.context_dim, dense_times, unet_times,
+                         &dense_flops, &err) != 0) {
       fprintf(stderr, "sdprune bench: %s\n", err.msg);
       status = 1;
       break;
     }
+    /* Upper medians for an even --repeat, as before; the minima are the least disturbed runs. */
+    double dense_time = dense_times[o.repeat / 2], dense_min = dense_times[0];
+    double median = unet_times[o.repeat / 2], unet_min = unet_times[0];
+    double sgemm_rate = dense_flops / dense_time, sgemm_max = dense_flops / dense_min;
     double flops = sd_unet_flops(&unet, o.batch, H, W, 77);
-    double rate = flops / median, fraction = rate / sgemm_rate;
-    if (s == 0) first_fraction = fraction;
+    double rate = flops / median, fraction = rate / sgemm_rate, fraction_min = (flops / unet_min) / sgemm_max;
+    if (s == 0) {
+      first_fraction = fraction;
+      first_fraction_min = fraction_min;
+    }
     char shape[32];
     snprintf(shape, sizeof shape, "%dx%d", H, W);
-    printf("%-10s %5d %9.3f %9.1f %10.1f %9.1f %9.2f %8.2fG\n", shape, o.batch, median, flops / 1e9, rate / 1e9,
-           sgemm_rate / 1e9, fraction, peak_rss_gb());
+    printf("%-10s %5d %9.3f %9.1f %10.1f %9.1f %9.2f %8.2fG %9.3f %9.1f %9.2f\n", shape, o.batch, median, flops / 1e9,
+           rate / 1e9, sgemm_rate / 1e9, fraction, peak_rss_gb(), unet_min, sgemm_max / 1e9, fraction_min);
+    printf("           (%d interleaved rounds: sgemm %.1f-%.1f GFLOP/s, UNet %.3f-%.3f s)\n", o.repeat,
+           dense_flops / dense_times[o.repeat - 1] / 1e9, sgemm_max / 1e9, unet_min, unet_times[o.repeat - 1]);
     printf("           (sgemm on attention shapes: %.1f GFLOP/s, %.0f%% of the dense rate; at sgemm speed the whole\n"
            "            evaluation would take %.3f s)\n",
            attn_flops / attn_time / 1e9, 100.0 * (attn_flops / attn_time) / sgemm_rate, dense_time + attn_time);
@@ -411,8 +475,12 @@ int cmd_bench(int argc, char **argv) {
       stats.max_channels = 16 * unet.cfg.model_channels * unet.cfg.channel_mult[unet.cfg.n_levels - 1];
       stats.sum = calloc((size_t)stats.n_sites * stats.max_channels, sizeof(double));
       stats.sumsq = calloc((size_t)stats.n_sites * stats.max_channels, sizeof(double));
-      double hooked_median;
-      int rc = time_unet(&hooked, o.batch, H, W, o.repeat, unet.cfg.context_dim, &hooked_median, &err);
+      /* Timed under the same interleaving as the plain runs: a calibration before each evaluation
+       * evicts the caches, and a back-to-back series would look faster for small models. */
+      double hooked_times[64], hooked_dense[64], hooked_flops;
+      int rc = time_interleaved(&hooked, &dense, o.batch, H, W, o.repeat, unet.cfg.context_dim, hooked_dense,
+                                hooked_times, &hooked_flops, &err);
+      double hooked_median = hooked_times[o.repeat / 2], hooked_min = hooked_times[0];
       free(stats.sum);
       free(stats.sumsq);
       sd_unet_free(&hooked);
@@ -421,8 +489,8 @@ int cmd_bench(int argc, char **argv) {
         status = 1;
         break;
       }
-      printf("%-10s %5d %9.3f  with FFN statistics hooks: %+.1f%% time\n", shape, o.batch, hooked_median,
-             100.0 * (hooked_median / median - 1.0));
+      printf("%-10s %5d %9.3f  with FFN statistics hooks: %+.1f%% time (minima: %.3f s, %+.1f%%)\n", shape, o.batch,
+             hooked_median, 100.0 * (hooked_median / median - 1.0), hooked_min, 100.0 * (hooked_min / unet_min - 1.0));
     }
   }
   if (status == 0 && o.common.weights_cache && strcmp(m->files[m->n_files - 1]->format, "safetensors") == 0 &&
@@ -430,6 +498,6 @@ int cmd_bench(int argc, char **argv) {
     measure_second_rank(&o, o.common.model.path, o.common.weights_cache, o.lat_h[0], o.lat_w[0]);
   sd_unet_free(&unet);
   sd_model_close(m);
-  if (status == 0) printf("sgemm_fraction=%.2f\n", first_fraction);
+  if (status == 0) printf("sgemm_fraction_min=%.2f\nsgemm_fraction=%.2f\n", first_fraction_min, first_fraction);
   return status;
 }
