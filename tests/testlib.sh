@@ -6,7 +6,7 @@ REF=${SDPRUNE_REFERENCE:-}
 passed=0
 failed=0
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
 
 # check WHAT CMD...: counts CMD's success; prints WHAT on failure.
 check() {
