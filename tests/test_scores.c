@@ -499,6 +499,20 @@ static void test_select_random(void) {
     }
     free(v), free(scratch), free(got), free(want);
   }
+  { /* the sampled values are the largest: fewer than k candidates, the fallback over all values */
+    enum { N = 1024 };
+    static double v[N], scratch[N];
+    static int32_t got[N], want[N];
+    for (int j = 0; j < N; j++)
+      v[j] = j % 8 ? (double)(rnd() % 1000) : 1e9;
+    const int ks[] = {100, 200, 500};
+    for (int c = 0; c < 3; c++) {
+      int m = sd_select_top_k(v, N, ks[c], scratch, got), w = naive_top_k(v, N, ks[c], want);
+      cases++;
+      if (m != w || memcmp(got, want, sizeof(int32_t) * (size_t)w))
+        bad++;
+    }
+  }
   CHECK(bad == 0, "top-k selection differs from the full sort in %d of %d cases", bad, cases);
 }
 
