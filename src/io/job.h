@@ -1,0 +1,60 @@
+/* Job files (jobs/*.yaml): one documented YAML file describes a statistics + mask run (model and part
+ * overrides, tokenizer, prompt sets with roles, seeds, sampler settings, hooks, per-item records, the
+ * mask method and its parameters, the output folder). Parsed with libcyaml (a schema mapped onto these
+ * structs); unknown keys and wrong types are errors naming file, line and key. Every key can be
+ * overridden as "section.key=value" (the `--set` option). Knows nothing of the engine or MPI. */
+#ifndef SD_JOB_H
+#define SD_JOB_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct {
+  char *name;     /* "target", "anchor", or the adversarial set's name */
+  char *role;     /* "target", "anchor", "adversarial" */
+  char *file;     /* prompt file (.txt/.csv), relative paths resolved against the job file's folder */
+  char *template_str; /* NULL: the file's prompt column */
+} sd_job_set;
+
+typedef struct {
+  char *path; /* the job file */
+  /* model */
+  char *model, *unet, *text_encoder, *config, *tokenizer, *prediction; /* NULL when absent */
+  /* prompt sets */
+  sd_job_set *sets;
+  int n_sets;
+  /* seeds: the row's (else `seed`), or a list/range for every row */
+  uint64_t seed;
+  uint64_t *seeds; /* NULL: the row's */
+  int n_seeds;
+  /* sampler */
+  char *sampler;
+  int steps, max_steps;
+  double guidance, eta;
+  int guidance_given; /* 1: guidance wins over the rows' */
+  int width, height, size_given;
+  int limit;
+  /* statistics */
+  char *hooks; /* "ff" or "ff,attn2" */
+  int per_item;
+  /* mask */
+  char *mask_method; /* wanda, actdiff, sensitivity; NULL: no mask stage */
+  double ratio, select_ratio;
+  int tau;
+  char *branch, *scope;
+  char **adversarial; /* sets chosen for sensitivity */
+  int n_adversarial;
+  int with_wanda;
+  /* output */
+  char *out; /* output folder */
+  int threads; /* 0: from SLURM_CPUS_PER_TASK etc. */
+} sd_job;
+
+/* Loads and validates a job file (*job zeroed first; defaults as `sdprune stats`/`mask`). */
+int sd_job_load(const char *path, sd_job *job, sd_error *err);
+/* Applies one "section.key=value" override (e.g. "sampler.steps=20"); errors name the key. */
+int sd_job_set_override(sd_job *job, const char *assignment, sd_error *err);
+void sd_job_free(sd_job *job);
+
+#endif
