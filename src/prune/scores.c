@@ -447,46 +447,73 @@ static int neuron_selection(const sd_stats *s, const int *ff, int n_ff, const se
 
 /* ---- the mask --------------------------------------------------------------------------------- */
 
-int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2, const sd_score_params *p, sd_mask *m,
-                  sd_error *err) {
-  memset(m, 0, sizeof *m);
-  int is_wanda = !strcmp(method, "wanda"), is_actdiff = !strcmp(method, "actdiff"),
-      is_sens = !strcmp(method, "sensitivity");
-  if (!is_wanda && !is_actdiff && !is_sens)
+/* What a method needs, resolved and checked before any work. */
+typedef struct {
+  int is_wanda, is_actdiff, is_sens, use_wanda, use_neurons;
+  double wanda_ratio, wanda_select;
+  int wanda_tau, neuron_tau;
+  set_group target, anchor, adversarial;
+} score_plan;
+
+static int make_plan(const char *method, const sd_stats *s, const sd_score_params *p, score_plan *q, sd_error *err) {
+  memset(q, 0, sizeof *q);
+  q->is_wanda = !strcmp(method, "wanda");
+  q->is_actdiff = !strcmp(method, "actdiff");
+  q->is_sens = !strcmp(method, "sensitivity");
+  if (!q->is_wanda && !q->is_actdiff && !q->is_sens)
     return sd_fail(err, "unknown method '%s' (wanda, actdiff, sensitivity)", method);
-  int use_wanda = is_wanda || (is_sens && p->with_wanda), use_neurons = !is_wanda;
-  double wanda_ratio = is_wanda ? p->ratio : p->wanda_ratio;
-  double wanda_select = is_wanda ? p->select_ratio : p->wanda_select_ratio;
-  int wanda_tau = 0, neuron_tau = 0;
+  q->use_wanda = q->is_wanda || (q->is_sens && p->with_wanda);
+  q->use_neurons = !q->is_wanda;
+  q->wanda_ratio = q->is_wanda ? p->ratio : p->wanda_ratio;
+  q->wanda_select = q->is_wanda ? p->select_ratio : p->wanda_select_ratio;
   if (check_ratio(p->ratio, "--ratio", err) != 0)
     return -1;
-  if (is_wanda && (resolve_tau(s, p->tau, SD_WANDA_DEFAULT_TAU, "--tau", &wanda_tau, err) != 0 ||
-                   check_select_ratio(p->select_ratio, "--select-ratio", err) != 0))
+  if (q->is_wanda && (resolve_tau(s, p->tau, SD_WANDA_DEFAULT_TAU, "--tau", &q->wanda_tau, err) != 0 ||
+                      check_select_ratio(p->select_ratio, "--select-ratio", err) != 0))
     return -1;
-  if (use_neurons && resolve_tau(s, p->tau, 0, "--tau", &neuron_tau, err) != 0)
+  if (q->use_neurons && resolve_tau(s, p->tau, 0, "--tau", &q->neuron_tau, err) != 0)
     return -1;
-  if (use_neurons && (p->branch < SD_BRANCH_UNCOND || p->branch > SD_BRANCH_BOTH))
+  if (q->use_neurons && (p->branch < SD_BRANCH_UNCOND || p->branch > SD_BRANCH_BOTH))
     return sd_fail(err, "unknown branch %d", (int)p->branch);
-  if (is_sens && p->with_wanda &&
+  if (q->is_sens && p->with_wanda &&
       (check_ratio(p->wanda_ratio, "--wanda-ratio", err) != 0 ||
-       resolve_tau(s, p->wanda_tau, SD_WANDA_DEFAULT_TAU, "--wanda-tau", &wanda_tau, err) != 0 ||
+       resolve_tau(s, p->wanda_tau, SD_WANDA_DEFAULT_TAU, "--wanda-tau", &q->wanda_tau, err) != 0 ||
        check_select_ratio(p->wanda_select_ratio, "--wanda-select-ratio", err) != 0))
     return -1;
-
-  set_group target = {0}, anchor = {0}, adversarial = {0};
-  if (group_by_role(s, "anchor", &anchor, err) != 0)
+  if (group_by_role(s, "anchor", &q->anchor, err) != 0)
     return -1;
-  if ((is_wanda || is_actdiff || use_wanda) && group_by_role(s, "target", &target, err) != 0) {
-    if (is_sens)
+  if ((q->is_wanda || q->is_actdiff || q->use_wanda) && group_by_role(s, "target", &q->target, err) != 0) {
+    if (q->is_sens)
       sd_fail_prefix(err, "--with-wanda");
     return -1;
   }
-  if (is_sens) {
-    int rc = p->n_adversarial ? group_by_names(s, p->adversarial, p->n_adversarial, &adversarial, err)
-                              : group_by_role(s, "adversarial", &adversarial, err);
+  if (q->is_sens) {
+    int rc = p->n_adversarial ? group_by_names(s, p->adversarial, p->n_adversarial, &q->adversarial, err)
+                              : group_by_role(s, "adversarial", &q->adversarial, err);
     if (rc != 0)
       return -1;
   }
+  for (int l = 0; l < s->n_layers; l++)
+    if (s->layers[l].kind == SD_HOOK_FF_NEURONS)
+      return 0;
+  return sd_fail(err, "the statistics have no ff.net.2 layers (hooks '%s')",
+                 s->settings.hooks ? s->settings.hooks : "");
+}
+
+int sd_score_check(const char *method, const sd_stats *s, const sd_score_params *p, sd_error *err) {
+  score_plan q;
+  return make_plan(method, s, p, &q, err);
+}
+
+int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2, const sd_score_params *p, sd_mask *m,
+                  sd_error *err) {
+  memset(m, 0, sizeof *m);
+  score_plan q;
+  if (make_plan(method, s, p, &q, err) != 0)
+    return -1;
+  int is_wanda = q.is_wanda, is_actdiff = q.is_actdiff, is_sens = q.is_sens, use_wanda = q.use_wanda,
+      use_neurons = q.use_neurons, wanda_tau = q.wanda_tau, neuron_tau = q.neuron_tau;
+  const set_group *target = &q.target, *anchor = &q.anchor, *adversarial = &q.adversarial;
 
   int n_ff = 0;
   int *ff = malloc(sizeof(int) * (size_t)(s->n_layers + 1));
@@ -495,11 +522,6 @@ int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2,
   for (int l = 0; l < s->n_layers; l++)
     if (s->layers[l].kind == SD_HOOK_FF_NEURONS)
       ff[n_ff++] = l;
-  if (!n_ff) {
-    free(ff);
-    return sd_fail(err, "the statistics have no ff.net.2 layers (hooks '%s')",
-                   s->settings.hooks ? s->settings.hooks : "");
-  }
   if (!(m->layers = sd_calloc((size_t)n_ff, sizeof *m->layers, err))) {
     free(ff);
     return -1;
@@ -523,10 +545,10 @@ int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2,
     if (!rc && ml->rows < 1)
       rc = sd_fail(err, "%s: the rows of its weight are not known", sl->name);
     if (!rc && use_wanda)
-      rc = wanda_layer(s, ff[f], &w2[ff[f]], &target, &anchor, wanda_ratio, wanda_tau, wanda_select, ml, err);
+      rc = wanda_layer(s, ff[f], &w2[ff[f]], target, anchor, q.wanda_ratio, wanda_tau, q.wanda_select, ml, err);
   }
   if (!rc && use_neurons)
-    rc = neuron_selection(s, ff, n_ff, is_sens ? &adversarial : &target, &anchor, p->ratio, neuron_tau, p->branch,
+    rc = neuron_selection(s, ff, n_ff, is_sens ? adversarial : target, anchor, p->ratio, neuron_tau, p->branch,
                           p->scope_global, m, err);
   free(ff);
 
@@ -542,7 +564,7 @@ int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2,
       json_object_set_new(j, "scope", json_string(p->scope_global ? "global" : "layer"));
     }
     if (is_sens) {
-      json_object_set_new(j, "adversarial", group_names_json(s, &adversarial));
+      json_object_set_new(j, "adversarial", group_names_json(s, adversarial));
       json_object_set_new(j, "with_wanda", json_boolean(p->with_wanda));
       if (p->with_wanda) {
         json_object_set_new(j, "wanda_ratio", json_real(p->wanda_ratio));
@@ -551,8 +573,8 @@ int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2,
       }
     }
     if (use_wanda || is_actdiff)
-      json_object_set_new(j, "target", group_names_json(s, &target));
-    json_object_set_new(j, "anchor", group_names_json(s, &anchor));
+      json_object_set_new(j, "target", group_names_json(s, target));
+    json_object_set_new(j, "anchor", group_names_json(s, anchor));
     m->params_json = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(j);
     m->method = sd_strdup(method);

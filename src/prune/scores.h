@@ -65,6 +65,9 @@ void sd_score_params_default(sd_score_params *p);
 int sd_score_mask(const char *method, const sd_stats *s, const sd_ff_weight *w2, const sd_score_params *p, sd_mask *m,
                   sd_error *err);
 
+/* Checks the parameters and that s holds the sets the method needs (run before loading weights). */
+int sd_score_check(const char *method, const sd_stats *s, const sd_score_params *p, sd_error *err);
+
 /* The k largest of v[0..n) (ties: the lower index), written to out as increasing indices; returns the
  * number written, min(k, n). scratch holds n doubles. v must hold no NaN. Expected O(n). */
 int sd_select_top_k(const double *v, int n, int k, double *scratch, int32_t *out);
