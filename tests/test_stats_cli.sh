@@ -131,5 +131,12 @@ printf '%s\nshort prompt\n' "$long" >"$TMP/long77.txt"
 check "a prompt over 77 tokens is counted in a warning" grep -q '1 prompt is longer than 77 CLIP tokens' "$TMP/l.log"
 "$BIN" stats "${COMMON[@]}" --adversarial ../x=$TMP/adv.csv --out "$TMP/x/stats.h5" 2>"$TMP/x.log"
 check "a set name that would leave the folder is refused" grep -q "must be" "$TMP/x.log"
+# disk full (a file-size limit): a clear one-line error, the earlier file intact, no temporary left
+before=$(sha256sum <"$TMP/a/stats.h5")
+(ulimit -f 100; "$BIN" stats "${COMMON[@]}" --target "$TMP/long.txt" --force --out "$TMP/a/stats.h5" 2>"$TMP/full.log")
+check "write failure: non-zero exit and one line naming the file ($(head -c 160 "$TMP/full.log"))" \
+  bash -c "grep -q 'File too large' '$TMP/full.log' && grep -q '$TMP/a/stats.h5' '$TMP/full.log' && [ \$(wc -l <'$TMP/full.log') -eq 1 ]"
+check "write failure: the earlier stats.h5 is unchanged" [ "$(sha256sum <"$TMP/a/stats.h5")" = "$before" ]
+check "write failure: no temporary file left" bash -c "! ls '$TMP/a/' | grep -q tmp"
 check "stats --help" bash -c "'$BIN' stats --help | grep -q -- --max-steps"
 finish

@@ -1,4 +1,5 @@
 /* sdprune: command-line entry point. Dispatches to one function per subcommand (src/cli/cmd_*.c). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ static const command commands[] = {
     {"apply", cmd_apply, "write the pruned checkpoint (same layout, names, dtypes) and its restore file"},
     {"restore", cmd_restore, "give back the original checkpoint bytes from a pruned one and its restore file"},
     {"prompts", cmd_prompts, "show how a prompt file is read: row count, then one JSON object per row"},
+    {"reduce", cmd_reduce, "merge statistics shards (sdprune-mpi RUN/shards) or stats.h5 files into one stats.h5"},
 };
 
 static void usage(FILE *out) {
@@ -33,6 +35,9 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  /* A file-size limit (ulimit -f, a quota) should fail a write with EFBIG and a clear message, not kill
+   * the process halfway through a file. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -55,6 +55,18 @@ static void h5_stack_message(char *buf, size_t size) {
   h5_stack_text t = {{0}, {0}};
   if (H5Ewalk2(stack, H5E_WALK_UPWARD, innermost_cb, &t) >= 0)
     snprintf(buf, size, "%s", t.desc[0] ? t.desc : t.minor);
+  /* The POSIX driver's write failures are a multi-line dump (time, descriptor, buffer...): keep the
+   * reason, "file write failed: File too large", and always one line. */
+  const char *em = strstr(buf, "error message = '");
+  if (em) {
+    char reason[256];
+    const char *colon = strchr(buf, ':');
+    snprintf(reason, sizeof reason, "%.*s: %.*s", colon ? (int)(colon - buf) : 0, buf,
+             (int)strcspn(em + 17, "'"), em + 17);
+    snprintf(buf, size, "%s", reason);
+  }
+  for (char *p = buf; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
   if (H5Eclose_stack(stack) < 0)
     return;
 }
@@ -111,6 +123,9 @@ static int h5_quiet_done;
 static void h5_quiet(void) {
   if (h5_quiet_done)
     return;
+  /* No library shutdown at exit: after a failed close (disk full) HDF5 1.10's own atexit handler
+   * dereferences the half-closed file and crashes; the OS reclaims everything anyway. */
+  H5dont_atexit();
   if (H5Eset_auto2(H5E_DEFAULT, NULL, NULL) >= 0)
     h5_quiet_done = 1;
 }
