@@ -14,5 +14,6 @@ int cmd_mask(int argc, char **argv);
 int cmd_apply(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_prompts(int argc, char **argv);
+int cmd_reduce(int argc, char **argv);
 
 #endif
