@@ -27,6 +27,7 @@ void sdm_usage(FILE *out) {
           "(the mask and apply stages are not in sdprune-mpi yet: run `sdprune mask` on DIR/stats.h5).\n"
           "`reduce DIR` merges DIR's shards again without computing anything (like `sdprune reduce`).\n\n"
           "  JOB.yaml               job file (io/job.h); options given here win over its settings\n"
+          "  --set SECTION.KEY=V    override one key of the job file (e.g. sampler.steps=20)\n"
           "  --target FILE / --anchor FILE / --adversarial NAME=FILE / --template T\n"
           "  --sampler NAME / --steps N / --max-steps K / --guidance G / --eta E / --seed S / --seeds LIST\n"
           "  --size WxH / --limit N / --hooks ff|ff,attn2   as in `sdprune stats --help`\n"
@@ -88,7 +89,8 @@ static int add_set(sdm_options *o, const char *name, const char *role, const cha
   return 0;
 }
 
-static int load_job(sdm_options *o, const char *path) {
+/* Loads the job file, applies every --set KEY=VALUE of argv to it, then takes its settings. */
+static int load_job(sdm_options *o, const char *path, int argc, char **argv) {
 #ifdef SDPRUNE_HAVE_JOB
   sd_job *job = calloc(1, sizeof *job);
   sd_error err;
@@ -100,6 +102,11 @@ static int load_job(sdm_options *o, const char *path) {
   }
   o->job = job;
   o->job_path = path;
+  for (int i = 3; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--set") && sd_job_set_override(job, argv[++i], &err) != 0) {
+      fprintf(stderr, CMD ": --set %s: %s\n", argv[i], err.msg);
+      return -1;
+    }
   sd_model_options *m = &o->common.model;
   m->path = job->model;
   m->unet_path = job->unet;
@@ -141,6 +148,8 @@ static int load_job(sdm_options *o, const char *path) {
   if (job->out) o->out = job->out;
   return 0;
 #else
+  (void)argc;
+  (void)argv;
   fprintf(stderr, CMD ": job files need src/io/job.c, which this build lacks; give the settings as options (see "
                       "--help) instead of %s\n", path);
   return -1;
@@ -198,7 +207,7 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     return 0;
   }
   if (argc > 2 && argv[2][0] != '-') {
-    if (load_job(o, argv[2])) return 2;
+    if (load_job(o, argv[2], argc, argv)) return 2;
     first = 3;
   }
   for (int i = first; i < argc; i++) {
@@ -220,7 +229,12 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
       continue;
     }
     if (!(v = sd_cli_value(o->command, argc, argv, &i))) return 2;
-    if (!strcmp(a, "--target")) {
+    if (!strcmp(a, "--set")) {
+      if (!o->job) {
+        fprintf(stderr, CMD ": --set %s needs a job file (the first argument after the command)\n", v);
+        return 2;
+      }
+    } else if (!strcmp(a, "--target")) {
       if (add_set(o, "target", "target", v)) return 2;
     } else if (!strcmp(a, "--anchor")) {
       if (add_set(o, "anchor", "anchor", v)) return 2;
