@@ -1,6 +1,7 @@
 /* The fake backend of sdprune-mpi (ior's DUMMY): plans from the prompt files like the engine but needs
  * no model; an item's activations are deterministic small integers (stats/fake_activations.h), so the
  * distribution, shard, resume and reduce tests of 8 ranks run in seconds. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,23 +13,30 @@ typedef struct {
   const sdm_options *o;
   sd_stats_acc *acc; /* [n_layers] the last item's totals */
   int n_layers;
-  char fail_set[72];
-  int fail_row;
+  char fail_set[72], crash_set[72];
+  int fail_row, crash_row;
 } fake_ctx;
+
+/* "SET:ROW" into set and *row. */
+static int parse_set_row(const char *opt, const char *v, char *set, size_t n, int *row, sd_error *err) {
+  const char *colon = v ? strrchr(v, ':') : NULL;
+  if (!v) return 0;
+  if (!colon || colon == v || (size_t)(colon - v) >= n || !colon[1])
+    return sd_fail(err, "%s needs SET:ROW, got '%s'", opt, v);
+  snprintf(set, n, "%.*s", (int)(colon - v), v);
+  *row = atoi(colon + 1);
+  return 0;
+}
 
 static int fake_open(const sdm_options *o, void **out, sd_error *err) {
   fake_ctx *c = sd_calloc(1, sizeof *c, err);
   if (!c) return -1;
   c->o = o;
-  c->fail_row = -1;
-  if (o->fake_fail) {
-    const char *colon = strrchr(o->fake_fail, ':');
-    if (!colon || colon == o->fake_fail || (size_t)(colon - o->fake_fail) >= sizeof c->fail_set) {
-      free(c);
-      return sd_fail(err, "--fake-fail needs SET:ROW, got '%s'", o->fake_fail);
-    }
-    snprintf(c->fail_set, sizeof c->fail_set, "%.*s", (int)(colon - o->fake_fail), o->fake_fail);
-    c->fail_row = atoi(colon + 1);
+  c->fail_row = c->crash_row = -1;
+  if (parse_set_row("--fake-fail", o->fake_fail, c->fail_set, sizeof c->fail_set, &c->fail_row, err) ||
+      parse_set_row("--fake-crash", o->fake_crash, c->crash_set, sizeof c->crash_set, &c->crash_row, err)) {
+    free(c);
+    return -1;
   }
   *out = c;
   return 0;
@@ -59,6 +67,8 @@ static int fake_run_item(void *ctx, const sd_stats *s, int64_t i, sd_error *err)
     struct timespec ts = {c->o->fake_ms / 1000, (long)(c->o->fake_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
+  if (c->crash_row == it->row && !strcmp(c->crash_set, s->sets[it->set].name) && it->seed == s->items[0].seed)
+    raise(SIGSEGV); /* a rank dying mid-item, for the tests */
   if (c->fail_row == it->row && !strcmp(c->fail_set, s->sets[it->set].name))
     return sd_fail(err, "fake failure (--fake-fail %s:%d)", c->fail_set, c->fail_row);
   return sd_stats_fake_item(s, it, c->acc, err);

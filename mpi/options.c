@@ -40,6 +40,7 @@ void sdm_usage(FILE *out) {
           "  --fake-ms MS           fake: milliseconds per item\n"
           "  --fake-hash V          fake: model hash variant (a shard of another \"model\")\n"
           "  --fake-fail SET:ROW    fake: that row's items fail\n"
+          "  --fake-crash SET:ROW   fake: the rank that takes that row's first item crashes (SIGSEGV)\n"
           "  --quiet                no progress on stderr (problems and the summary only)\n");
   sd_cli_common_help(out, 1);
   fprintf(out, "Threads per rank: --threads, else SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, all cores. Ranks on one\n"
@@ -259,6 +260,7 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     else if (!strcmp(a, "--out")) o->out = v;
     else if (!strcmp(a, "--backend")) o->backend = v;
     else if (!strcmp(a, "--fake-fail")) o->fake_fail = v;
+    else if (!strcmp(a, "--fake-crash")) o->fake_crash = v;
     else if (!strcmp(a, "--steps") || !strcmp(a, "--max-steps") || !strcmp(a, "--limit") ||
              !strcmp(a, "--checkpoint-every") || !strcmp(a, "--fake-ms") || !strcmp(a, "--fake-hash") ||
              !strcmp(a, "--max-report")) {

@@ -28,6 +28,7 @@ typedef struct sdm_options {
   int fake_ms;           /* fake: milliseconds per item */
   unsigned fake_hash;    /* fake: model hash variant */
   const char *fake_fail; /* fake: "SET:ROW" fails */
+  const char *fake_crash; /* fake: "SET:ROW" crashes the rank (SIGSEGV) */
   char names[SDM_MAX_SETS][72];
   void *job; /* the loaded job file (sd_job), owned */
 } sdm_options;

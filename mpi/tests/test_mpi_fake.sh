@@ -3,7 +3,7 @@
 # the whole job mid-run, then reruns with other rank counts, equal an uninterrupted run (no item lost or
 # counted twice, orphan shards merged); `sdprune reduce` offline and `sdprune-mpi reduce` equal the
 # in-job reduce; foreign and duplicate shards are reported by item; a failing item is recorded and
-# retried by the next run.
+# retried by the next run; a crashing rank is named with its item; job files.
 . "$(dirname "$0")/../../tests/testlib.sh"
 MPI_BIN=${SDPRUNE_MPI_BIN:?SDPRUNE_MPI_BIN must name sdprune-mpi}
 PY=/usr/bin/python3 # Debian's, with h5py
@@ -103,7 +103,17 @@ assert (it['status'] == b'failed').sum() == 3 and (it['status'] == b'done').sum(
 run_np 2 stats "${SETS[@]}" --out "$TMP/fail" 2>/dev/null
 check "the rerun retries the failed items and equals the clean run" $PY "$CMP" "$TMP/np1/stats.h5" "$TMP/fail/stats.h5"
 
-# 6. a job file (io/job.h) with a --set override gives the same statistics as the options
+# 6. a rank that dies mid-item fails the job, naming rank, host and item; the rerun names it again and
+# completes without it being counted twice
+run_np 3 stats "${SETS[@]}" --fake-ms 5 --checkpoint-every 1 --fake-crash target:4 --out "$TMP/crash" 2>"$TMP/crash.log"
+check "a crashing rank fails the job" [ $? -ne 0 ]
+check "... named with host and item" grep -q 'sdprune-mpi: rank [0-9] on .* died while working on item [0-9]* (set target, row 4, seed 0)' "$TMP/crash.log"
+run_np 2 stats "${SETS[@]}" --out "$TMP/crash" 2>"$TMP/crash2.log"
+check "the rerun completes" [ $? -eq 0 ]
+check "... names the item the dead rank was working on" grep -q 'previous run ended while rank [0-9] (host .*) was working on item [0-9]* (set target, row 4, seed 0)' "$TMP/crash2.log"
+check "... and equals the clean run" $PY "$CMP" "$TMP/np1/stats.h5" "$TMP/crash/stats.h5"
+
+# 7. a job file (io/job.h) with a --set override gives the same statistics as the options
 cat >"$TMP/job.yaml" <<'YAML'
 description: fake-backend test job
 model:
@@ -126,7 +136,7 @@ else
     $PY "$CMP" "$TMP/np1/stats.h5" "$TMP/jobrun/stats.h5"
 fi
 
-# 7. usage
+# 8. usage
 run_np 1 stats --backend fake --out "$TMP/x" 2>"$TMP/u.log"
 check "missing sets: usage error" bash -c "[ $? -ne 0 ] && grep -q 'at least one prompt set' '$TMP/u.log'"
 finish
