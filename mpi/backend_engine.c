@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mpi/backend.h"
 #include "model/parts.h"
 #include "model/weight_cache.h"
+#include "mpi/backend.h"
 #include "stats/stats_run.h"
 
 typedef struct {
@@ -18,7 +18,8 @@ typedef struct {
 
 static int engine_open(const sdm_options *o, void **out, sd_error *err) {
   engine_ctx *c = sd_calloc(1, sizeof *c, err);
-  if (!c) return -1;
+  if (!c)
+    return -1;
   c->common = o->common;
   /* sd_cli_open_model prints its own one-line message */
   if (sd_cli_open_model(&c->common, "sdprune-mpi", &c->model) != 0) {
@@ -34,20 +35,24 @@ static int engine_plan(void *ctx, const sdm_options *o, sd_stats *s, int *n_trun
   int factor = 8;
   if (sd_stats_latent_factor(c->model, &factor, err) != 0 || sd_parts_tokenizer(c->model, &c->tokenizer, err) != 0)
     return -1;
-  if (sd_stats_plan(s, &o->plan, c->tokenizer, factor, n_truncated, err) != 0) return -1;
+  if (sd_stats_plan(s, &o->plan, c->tokenizer, factor, n_truncated, err) != 0)
+    return -1;
   sd_stats_settings *st = &s->settings;
   st->model = sd_strdup(c->model->path);
   st->model_hash = sd_strdup(c->model->hash);
   st->unet_override = o->common.model.unet_path ? sd_strdup(o->common.model.unet_path) : NULL;
   st->text_encoder_override = o->common.model.text_encoder_path ? sd_strdup(o->common.model.text_encoder_path) : NULL;
   st->hooks = sd_strdup(o->hooks);
-  if (!st->model || !st->model_hash || !st->hooks) return sd_fail(err, "out of memory");
+  if (!st->model || !st->model_hash || !st->hooks)
+    return sd_fail(err, "out of memory");
   c->have_runner = 1;
-  if (sd_stats_runner_init(&c->runner, c->model, o->hooks, s->n_steps, 0, err) != 0) return -1;
+  if (sd_stats_runner_init(&c->runner, c->model, o->hooks, s->n_steps, 0, err) != 0)
+    return -1;
   sd_model_release_source_pages(c->model);
   int n = 0;
   const sd_stats_layer *layers = sd_stats_collector_layers(c->runner.collector, &n);
-  if (sd_stats_layers_copy(layers, n, &s->layers, err) != 0) return -1;
+  if (sd_stats_layers_copy(layers, n, &s->layers, err) != 0)
+    return -1;
   s->n_layers = n;
   return 0;
 }
@@ -67,18 +72,22 @@ static double engine_hook_seconds(void *ctx) {
 
 static void engine_close(void *ctx) {
   engine_ctx *c = ctx;
-  if (!c) return;
-  if (c->have_runner) sd_stats_runner_free(&c->runner);
+  if (!c)
+    return;
+  if (c->have_runner)
+    sd_stats_runner_free(&c->runner);
   sd_tokenizer_free(c->tokenizer);
   sd_model_close(c->model);
   free(c);
 }
 
-const sdm_backend sdm_backend_engine = {"engine",         engine_open,         engine_plan, engine_run_item,
+const sdm_backend sdm_backend_engine = {"engine",        engine_open,         engine_plan, engine_run_item,
                                         engine_add_item, engine_hook_seconds, engine_close};
 
 const sdm_backend *sdm_backend_find(const char *name) {
-  if (!strcmp(name, "engine")) return &sdm_backend_engine;
-  if (!strcmp(name, "fake")) return &sdm_backend_fake;
+  if (!strcmp(name, "engine"))
+    return &sdm_backend_engine;
+  if (!strcmp(name, "fake"))
+    return &sdm_backend_fake;
   return NULL;
 }

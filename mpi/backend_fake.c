@@ -20,7 +20,8 @@ typedef struct {
 /* "SET:ROW" into set and *row. */
 static int parse_set_row(const char *opt, const char *v, char *set, size_t n, int *row, sd_error *err) {
   const char *colon = v ? strrchr(v, ':') : NULL;
-  if (!v) return 0;
+  if (!v)
+    return 0;
   if (!colon || colon == v || (size_t)(colon - v) >= n || !colon[1])
     return sd_fail(err, "%s needs SET:ROW, got '%s'", opt, v);
   snprintf(set, n, "%.*s", (int)(colon - v), v);
@@ -30,7 +31,8 @@ static int parse_set_row(const char *opt, const char *v, char *set, size_t n, in
 
 static int fake_open(const sdm_options *o, void **out, sd_error *err) {
   fake_ctx *c = sd_calloc(1, sizeof *c, err);
-  if (!c) return -1;
+  if (!c)
+    return -1;
   c->o = o;
   c->fail_row = c->crash_row = -1;
   if (parse_set_row("--fake-fail", o->fake_fail, c->fail_set, sizeof c->fail_set, &c->fail_row, err) ||
@@ -44,19 +46,25 @@ static int fake_open(const sdm_options *o, void **out, sd_error *err) {
 
 static int fake_plan(void *ctx, const sdm_options *o, sd_stats *s, int *n_truncated, sd_error *err) {
   fake_ctx *c = ctx;
-  if (strcmp(o->hooks, "ff")) return sd_fail(err, "the fake backend records --hooks ff only");
-  if (sd_stats_plan(s, &o->plan, NULL, 8, n_truncated, err) != 0) return -1;
+  if (strcmp(o->hooks, "ff"))
+    return sd_fail(err, "the fake backend records --hooks ff only");
+  if (sd_stats_plan(s, &o->plan, NULL, 8, n_truncated, err) != 0)
+    return -1;
   char hash[17];
   sd_stats_fake_model_hash(o->fake_hash, hash);
   s->settings.model = sd_strdup("fake");
   s->settings.model_hash = sd_strdup(hash);
   s->settings.hooks = sd_strdup(o->hooks);
-  if (!s->settings.model || !s->settings.model_hash || !s->settings.hooks) return sd_fail(err, "out of memory");
-  if (sd_stats_fake_layers(&s->layers, &s->n_layers, err) != 0) return -1;
+  if (!s->settings.model || !s->settings.model_hash || !s->settings.hooks)
+    return sd_fail(err, "out of memory");
+  if (sd_stats_fake_layers(&s->layers, &s->n_layers, err) != 0)
+    return -1;
   c->n_layers = s->n_layers;
-  if (!(c->acc = sd_calloc((size_t)s->n_layers, sizeof *c->acc, err))) return -1;
+  if (!(c->acc = sd_calloc((size_t)s->n_layers, sizeof *c->acc, err)))
+    return -1;
   for (int l = 0; l < s->n_layers; l++)
-    if (sd_stats_acc_alloc(&c->acc[l], s->n_steps, s->layers[l].width, err) != 0) return -1;
+    if (sd_stats_acc_alloc(&c->acc[l], s->n_steps, s->layers[l].width, err) != 0)
+      return -1;
   return 0;
 }
 
@@ -78,15 +86,19 @@ static void fake_add_item(void *ctx, sd_stats *s, int64_t i, double seconds) {
   sd_stats_add_item_acc(s, i, ((fake_ctx *)ctx)->acc, seconds);
 }
 
-static double fake_hook_seconds(void *ctx) { return 0; }
+static double fake_hook_seconds(void *ctx) {
+  return 0;
+}
 
 static void fake_close(void *ctx) {
   fake_ctx *c = ctx;
-  if (!c) return;
-  for (int l = 0; c->acc && l < c->n_layers; l++) sd_stats_acc_free(&c->acc[l]);
+  if (!c)
+    return;
+  for (int l = 0; c->acc && l < c->n_layers; l++)
+    sd_stats_acc_free(&c->acc[l]);
   free(c->acc);
   free(c);
 }
 
-const sdm_backend sdm_backend_fake = {"fake", fake_open, fake_plan, fake_run_item, fake_add_item, fake_hook_seconds,
-                                      fake_close};
+const sdm_backend sdm_backend_fake = {"fake",        fake_open,         fake_plan, fake_run_item,
+                                      fake_add_item, fake_hook_seconds, fake_close};

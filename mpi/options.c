@@ -13,35 +13,34 @@
 #define CMD "sdprune-mpi"
 
 void sdm_usage(FILE *out) {
-  fprintf(out,
-          "usage: mpirun -np N sdprune-mpi stats [JOB.yaml] [options] --out DIR\n"
-          "       mpirun -np N sdprune-mpi run JOB.yaml [options] [--out DIR]\n"
-          "       sdprune-mpi reduce DIR [--out FILE.h5]\n\n"
-          "Statistics of `sdprune stats` over MPI ranks: every rank plans the same items (set, row, seed) and\n"
-          "takes the next pending one from a shared counter (one-sided MPI at rank 0), so fast ranks do more.\n"
-          "Each rank keeps its items and totals in DIR/shards/rank-NNNNN.h5 (the stats.h5 format), rewritten\n"
-          "atomically after completed items. At the end the totals are reduced (MPI_Reduce, exact integer\n"
-          "sums) and rank 0 writes DIR/stats.h5, bit-identical for any rank count or schedule.\n"
-          "Running the same command again resumes: items done in any shard (of any earlier rank count) are\n"
-          "skipped, shards of ranks that no longer exist are kept and merged. `run` = stats, then reduce\n"
-          "(the mask and apply stages are not in sdprune-mpi yet: run `sdprune mask` on DIR/stats.h5).\n"
-          "`reduce DIR` merges DIR's shards again without computing anything (like `sdprune reduce`).\n\n"
-          "  JOB.yaml               job file (io/job.h); options given here win over its settings\n"
-          "  --set SECTION.KEY=V    override one key of the job file (e.g. sampler.steps=20)\n"
-          "  --target FILE / --anchor FILE / --adversarial NAME=FILE / --template T\n"
-          "  --sampler NAME / --steps N / --max-steps K / --guidance G / --eta E / --seed S / --seeds LIST\n"
-          "  --size WxH / --limit N / --hooks ff|ff,attn2   as in `sdprune stats --help`\n"
-          "  --out DIR              output folder (DIR/shards/, DIR/stats.h5)\n"
-          "  --checkpoint-every N   rewrite a rank's shard after every N items (default: after each item, or\n"
-          "                         less often when rewriting costs more than 5%% of the item time)\n"
-          "  --progress-every S     seconds between progress lines when stderr is not a terminal (default 10)\n"
-          "  --max-report N         lines per kind of problem in the completeness check (default 20)\n"
-          "  --backend engine|fake  fake: no model, deterministic small-integer activations (tests)\n"
-          "  --fake-ms MS           fake: milliseconds per item\n"
-          "  --fake-hash V          fake: model hash variant (a shard of another \"model\")\n"
-          "  --fake-fail SET:ROW    fake: that row's items fail\n"
-          "  --fake-crash SET:ROW   fake: the rank that takes that row's first item crashes (SIGSEGV)\n"
-          "  --quiet                no progress on stderr (problems and the summary only)\n");
+  fprintf(out, "usage: mpirun -np N sdprune-mpi stats [JOB.yaml] [options] --out DIR\n"
+               "       mpirun -np N sdprune-mpi run JOB.yaml [options] [--out DIR]\n"
+               "       sdprune-mpi reduce DIR [--out FILE.h5]\n\n"
+               "Statistics of `sdprune stats` over MPI ranks: every rank plans the same items (set, row, seed) and\n"
+               "takes the next pending one from a shared counter (one-sided MPI at rank 0), so fast ranks do more.\n"
+               "Each rank keeps its items and totals in DIR/shards/rank-NNNNN.h5 (the stats.h5 format), rewritten\n"
+               "atomically after completed items. At the end the totals are reduced (MPI_Reduce, exact integer\n"
+               "sums) and rank 0 writes DIR/stats.h5, bit-identical for any rank count or schedule.\n"
+               "Running the same command again resumes: items done in any shard (of any earlier rank count) are\n"
+               "skipped, shards of ranks that no longer exist are kept and merged. `run` = stats, then reduce\n"
+               "(the mask and apply stages are not in sdprune-mpi yet: run `sdprune mask` on DIR/stats.h5).\n"
+               "`reduce DIR` merges DIR's shards again without computing anything (like `sdprune reduce`).\n\n"
+               "  JOB.yaml               job file (io/job.h); options given here win over its settings\n"
+               "  --set SECTION.KEY=V    override one key of the job file (e.g. sampler.steps=20)\n"
+               "  --target FILE / --anchor FILE / --adversarial NAME=FILE / --template T\n"
+               "  --sampler NAME / --steps N / --max-steps K / --guidance G / --eta E / --seed S / --seeds LIST\n"
+               "  --size WxH / --limit N / --hooks ff|ff,attn2   as in `sdprune stats --help`\n"
+               "  --out DIR              output folder (DIR/shards/, DIR/stats.h5)\n"
+               "  --checkpoint-every N   rewrite a rank's shard after every N items (default: after each item, or\n"
+               "                         less often when rewriting costs more than 5%% of the item time)\n"
+               "  --progress-every S     seconds between progress lines when stderr is not a terminal (default 10)\n"
+               "  --max-report N         lines per kind of problem in the completeness check (default 20)\n"
+               "  --backend engine|fake  fake: no model, deterministic small-integer activations (tests)\n"
+               "  --fake-ms MS           fake: milliseconds per item\n"
+               "  --fake-hash V          fake: model hash variant (a shard of another \"model\")\n"
+               "  --fake-fail SET:ROW    fake: that row's items fail\n"
+               "  --fake-crash SET:ROW   fake: the rank that takes that row's first item crashes (SIGSEGV)\n"
+               "  --quiet                no progress on stderr (problems and the summary only)\n");
   sd_cli_common_help(out, 1);
   fprintf(out, "Threads per rank: --threads, else SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, all cores. Ranks on one\n"
                "node share the weights through --weights-cache DIR ($SDPRUNE_WEIGHTS_CACHE): the first rank of\n"
@@ -54,22 +53,30 @@ static int parse_seeds(const char *v, sdm_options *o) {
   while (*p) {
     char *end;
     errno = 0;
-    if (*p == '-') return -1;
+    if (*p == '-')
+      return -1;
     unsigned long long a = strtoull(p, &end, 10), b = a;
-    if (errno || end == p) return -1;
+    if (errno || end == p)
+      return -1;
     if (*end == '-') {
       p = end + 1;
-      if (*p == '-') return -1;
+      if (*p == '-')
+        return -1;
       b = strtoull(p, &end, 10);
-      if (errno || end == p || b < a) return -1;
+      if (errno || end == p || b < a)
+        return -1;
     }
     for (unsigned long long s = a; s <= b; s++) {
-      if (o->plan.n_seeds >= SDM_MAX_SEEDS) return -1;
+      if (o->plan.n_seeds >= SDM_MAX_SEEDS)
+        return -1;
       o->seeds[o->plan.n_seeds++] = s;
-      if (s == b) break;
+      if (s == b)
+        break;
     }
-    if (*end == ',') end++;
-    else if (*end) return -1;
+    if (*end == ',')
+      end++;
+    else if (*end)
+      return -1;
     p = end;
   }
   o->plan.seeds = o->seeds;
@@ -95,7 +102,8 @@ static int load_job(sdm_options *o, const char *path, int argc, char **argv) {
 #ifdef SDPRUNE_HAVE_JOB
   sd_job *job = calloc(1, sizeof *job);
   sd_error err;
-  if (!job) return -1;
+  if (!job)
+    return -1;
   if (sd_job_load(path, job, &err) != 0) {
     fprintf(stderr, CMD ": %s\n", err.msg);
     free(job);
@@ -115,13 +123,17 @@ static int load_job(sdm_options *o, const char *path, int argc, char **argv) {
   m->config_path = job->config;
   m->tokenizer_dir = job->tokenizer;
   m->prediction = job->prediction;
-  if (job->threads > 0) o->common.threads = job->threads;
+  if (job->threads > 0)
+    o->common.threads = job->threads;
   for (int k = 0; k < job->n_sets; k++) {
-    if (add_set(o, job->sets[k].name, job->sets[k].role, job->sets[k].file)) return -1;
+    if (add_set(o, job->sets[k].name, job->sets[k].role, job->sets[k].file))
+      return -1;
     o->sets[o->n_sets - 1].template_str = job->sets[k].template_str;
   }
-  if (job->sampler) o->plan.sampler = job->sampler;
-  if (job->steps > 0) o->plan.steps = job->steps;
+  if (job->sampler)
+    o->plan.sampler = job->sampler;
+  if (job->steps > 0)
+    o->plan.steps = job->steps;
   o->plan.max_steps = job->max_steps;
   o->plan.eta = job->eta;
   if (job->guidance_given) {
@@ -144,22 +156,27 @@ static int load_job(sdm_options *o, const char *path, int argc, char **argv) {
     o->plan.size_given = 1;
   }
   o->plan.limit = job->limit;
-  if (job->hooks) o->hooks = job->hooks;
+  if (job->hooks)
+    o->hooks = job->hooks;
   o->per_item = job->per_item;
-  if (job->out) o->out = job->out;
+  if (job->out)
+    o->out = job->out;
   return 0;
 #else
   (void)argc;
   (void)argv;
-  fprintf(stderr, CMD ": job files need src/io/job.c, which this build lacks; give the settings as options (see "
-                      "--help) instead of %s\n", path);
+  fprintf(stderr,
+          CMD ": job files need src/io/job.c, which this build lacks; give the settings as options (see "
+              "--help) instead of %s\n",
+          path);
   return -1;
 #endif
 }
 
 void sdm_options_free(sdm_options *o) {
 #ifdef SDPRUNE_HAVE_JOB
-  if (o->job) sd_job_free(o->job);
+  if (o->job)
+    sd_job_free(o->job);
 #endif
   free(o->job);
   o->job = NULL;
@@ -190,12 +207,18 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
       } else if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "--max-report")) {
         const char *v = sd_cli_value("reduce", argc, argv, &i);
         long n;
-        if (!v) return 2;
-        if (!strcmp(argv[i - 1], "--out")) o->out = v;
-        else if (sd_cli_int("reduce", "--max-report", v, 0, 1000000, &n)) return 2;
-        else o->max_report = (int)n;
-      } else if (!strcmp(argv[i], "--quiet")) o->quiet = 1;
-      else if (argv[i][0] != '-' && !o->job_path) o->job_path = argv[i]; /* the run folder */
+        if (!v)
+          return 2;
+        if (!strcmp(argv[i - 1], "--out"))
+          o->out = v;
+        else if (sd_cli_int("reduce", "--max-report", v, 0, 1000000, &n))
+          return 2;
+        else
+          o->max_report = (int)n;
+      } else if (!strcmp(argv[i], "--quiet"))
+        o->quiet = 1;
+      else if (argv[i][0] != '-' && !o->job_path)
+        o->job_path = argv[i]; /* the run folder */
       else {
         fprintf(stderr, CMD " reduce: unexpected argument '%s' (see --help)\n", argv[i]);
         return 2;
@@ -208,13 +231,16 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     return 0;
   }
   if (argc > 2 && argv[2][0] != '-') {
-    if (load_job(o, argv[2], argc, argv)) return 2;
+    if (load_job(o, argv[2], argc, argv))
+      return 2;
     first = 3;
   }
   for (int i = first; i < argc; i++) {
     int r = sd_cli_common_option(&o->common, o->command, argc, argv, &i);
-    if (r < 0) return 2;
-    if (r > 0) continue;
+    if (r < 0)
+      return 2;
+    if (r > 0)
+      continue;
     const char *a = argv[i], *v = NULL;
     long n;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -229,16 +255,19 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
       o->per_item = 1;
       continue;
     }
-    if (!(v = sd_cli_value(o->command, argc, argv, &i))) return 2;
+    if (!(v = sd_cli_value(o->command, argc, argv, &i)))
+      return 2;
     if (!strcmp(a, "--set")) {
       if (!o->job) {
         fprintf(stderr, CMD ": --set %s needs a job file (the first argument after the command)\n", v);
         return 2;
       }
     } else if (!strcmp(a, "--target")) {
-      if (add_set(o, "target", "target", v)) return 2;
+      if (add_set(o, "target", "target", v))
+        return 2;
     } else if (!strcmp(a, "--anchor")) {
-      if (add_set(o, "anchor", "anchor", v)) return 2;
+      if (add_set(o, "anchor", "anchor", v))
+        return 2;
     } else if (!strcmp(a, "--adversarial")) {
       const char *eq = strchr(v, '=');
       if (!eq || eq == v || !eq[1]) {
@@ -249,30 +278,48 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
       snprintf(name, sizeof o->names[0], "%.*s", (int)(eq - v < 70 ? eq - v : 70), v);
       if (!sd_stats_valid_set_name(name) || (size_t)(eq - v) > 64 || !strcmp(name, "target") ||
           !strcmp(name, "anchor")) {
-        fprintf(stderr, CMD ": --adversarial name '%s' must be 1-64 of A-Z a-z 0-9 _ . - (not starting with '.', "
-                            "not target/anchor)\n", name);
+        fprintf(stderr,
+                CMD ": --adversarial name '%s' must be 1-64 of A-Z a-z 0-9 _ . - (not starting with '.', "
+                    "not target/anchor)\n",
+                name);
         return 2;
       }
-      if (add_set(o, name, "adversarial", eq + 1)) return 2;
-    } else if (!strcmp(a, "--template")) o->template_str = v;
-    else if (!strcmp(a, "--sampler")) o->plan.sampler = v;
-    else if (!strcmp(a, "--hooks")) o->hooks = v;
-    else if (!strcmp(a, "--out")) o->out = v;
-    else if (!strcmp(a, "--backend")) o->backend = v;
-    else if (!strcmp(a, "--fake-fail")) o->fake_fail = v;
-    else if (!strcmp(a, "--fake-crash")) o->fake_crash = v;
+      if (add_set(o, name, "adversarial", eq + 1))
+        return 2;
+    } else if (!strcmp(a, "--template"))
+      o->template_str = v;
+    else if (!strcmp(a, "--sampler"))
+      o->plan.sampler = v;
+    else if (!strcmp(a, "--hooks"))
+      o->hooks = v;
+    else if (!strcmp(a, "--out"))
+      o->out = v;
+    else if (!strcmp(a, "--backend"))
+      o->backend = v;
+    else if (!strcmp(a, "--fake-fail"))
+      o->fake_fail = v;
+    else if (!strcmp(a, "--fake-crash"))
+      o->fake_crash = v;
     else if (!strcmp(a, "--steps") || !strcmp(a, "--max-steps") || !strcmp(a, "--limit") ||
              !strcmp(a, "--checkpoint-every") || !strcmp(a, "--fake-ms") || !strcmp(a, "--fake-hash") ||
              !strcmp(a, "--max-report")) {
       int zero_ok = !strcmp(a, "--fake-ms") || !strcmp(a, "--fake-hash") || !strcmp(a, "--max-report");
-      if (sd_cli_int(o->command, a, v, zero_ok ? 0 : 1, 100000000, &n)) return 2;
-      if (!strcmp(a, "--steps")) o->plan.steps = (int)n;
-      else if (!strcmp(a, "--max-steps")) o->plan.max_steps = (int)n;
-      else if (!strcmp(a, "--limit")) o->plan.limit = (int)n;
-      else if (!strcmp(a, "--checkpoint-every")) o->checkpoint_every = (int)n;
-      else if (!strcmp(a, "--fake-ms")) o->fake_ms = (int)n;
-      else if (!strcmp(a, "--fake-hash")) o->fake_hash = (unsigned)n;
-      else o->max_report = (int)n;
+      if (sd_cli_int(o->command, a, v, zero_ok ? 0 : 1, 100000000, &n))
+        return 2;
+      if (!strcmp(a, "--steps"))
+        o->plan.steps = (int)n;
+      else if (!strcmp(a, "--max-steps"))
+        o->plan.max_steps = (int)n;
+      else if (!strcmp(a, "--limit"))
+        o->plan.limit = (int)n;
+      else if (!strcmp(a, "--checkpoint-every"))
+        o->checkpoint_every = (int)n;
+      else if (!strcmp(a, "--fake-ms"))
+        o->fake_ms = (int)n;
+      else if (!strcmp(a, "--fake-hash"))
+        o->fake_hash = (unsigned)n;
+      else
+        o->max_report = (int)n;
     } else if (!strcmp(a, "--seed")) {
       char *end;
       errno = 0;
@@ -296,8 +343,10 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
         fprintf(stderr, CMD ": %s must be a non-negative number, got '%s'\n", a, v);
         return 2;
       }
-      if (!strcmp(a, "--eta")) o->plan.eta = d;
-      else if (!strcmp(a, "--progress-every")) o->progress_every = d;
+      if (!strcmp(a, "--eta"))
+        o->plan.eta = d;
+      else if (!strcmp(a, "--progress-every"))
+        o->progress_every = d;
       else {
         o->plan.guidance = d;
         o->plan.guidance_given = 1;
@@ -305,7 +354,8 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     } else if (!strcmp(a, "--size")) {
       char *end;
       long w = strtol(v, &end, 10), h = 0;
-      if (*end == 'x' || *end == 'X') h = strtol(end + 1, &end, 10);
+      if (*end == 'x' || *end == 'X')
+        h = strtol(end + 1, &end, 10);
       if (*end || w <= 0 || h <= 0 || w > 16384 || h > 16384) {
         fprintf(stderr, CMD ": --size must be WIDTHxHEIGHT, got '%s'\n", v);
         return 2;
@@ -333,7 +383,8 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     return 2;
   }
   for (int k = 0; k < o->n_sets; k++)
-    if (!o->sets[k].template_str) o->sets[k].template_str = o->template_str;
+    if (!o->sets[k].template_str)
+      o->sets[k].template_str = o->template_str;
   o->plan.sets = o->sets;
   o->plan.n_sets = o->n_sets;
   return 0;

@@ -23,11 +23,11 @@ typedef struct sdm_options {
   sd_stats_plan_options plan;
   uint64_t seeds[SDM_MAX_SEEDS];
   int per_item, quiet, checkpoint_every, max_report;
-  double progress_every; /* seconds between progress lines when stderr is not a terminal */
-  const char *backend;   /* "engine" (default) or "fake" */
-  int fake_ms;           /* fake: milliseconds per item */
-  unsigned fake_hash;    /* fake: model hash variant */
-  const char *fake_fail; /* fake: "SET:ROW" fails */
+  double progress_every;  /* seconds between progress lines when stderr is not a terminal */
+  const char *backend;    /* "engine" (default) or "fake" */
+  int fake_ms;            /* fake: milliseconds per item */
+  unsigned fake_hash;     /* fake: model hash variant */
+  const char *fake_fail;  /* fake: "SET:ROW" fails */
   const char *fake_crash; /* fake: "SET:ROW" crashes the rank (SIGSEGV) */
   char names[SDM_MAX_SETS][72];
   void *job; /* the loaded job file (sd_job), owned */

@@ -25,17 +25,17 @@ static char g_crash_msg[1024] = ""; /* what a crashing rank says: prepared befor
 
 /* Every MPI call goes through MPI_CHECK: on failure it prints the library's own message, with rank, host,
  * call, file and line, and aborts the job (a return would leave the other ranks waiting forever). */
-#define MPI_CHECK(call)                                                                                              \
-  do {                                                                                                               \
-    int mpi_rc_ = (call);                                                                                            \
-    if (mpi_rc_ != MPI_SUCCESS) {                                                                                    \
-      char mpi_msg_[MPI_MAX_ERROR_STRING];                                                                           \
-      int mpi_len_ = 0;                                                                                              \
-      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                                                \
-      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s failed (%s:%d): %s\n", g_rank, g_host, #call, __FILE__,       \
-              __LINE__, mpi_msg_);                                                                                   \
-      MPI_Abort(MPI_COMM_WORLD, 1);                                                                                  \
-    }                                                                                                                \
+#define MPI_CHECK(call)                                                                                                \
+  do {                                                                                                                 \
+    int mpi_rc_ = (call);                                                                                              \
+    if (mpi_rc_ != MPI_SUCCESS) {                                                                                      \
+      char mpi_msg_[MPI_MAX_ERROR_STRING];                                                                             \
+      int mpi_len_ = 0;                                                                                                \
+      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                                                  \
+      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s failed (%s:%d): %s\n", g_rank, g_host, #call, __FILE__,          \
+              __LINE__, mpi_msg_);                                                                                     \
+      MPI_Abort(MPI_COMM_WORLD, 1);                                                                                    \
+    }                                                                                                                  \
   } while (0)
 
 /* A rank that cannot go on (a shard it cannot write): named, then the whole job stops. */
@@ -48,7 +48,9 @@ static void die(const char *fmt, const char *msg) {
 }
 
 static volatile sig_atomic_t stop_signal = 0;
-static void on_stop(int sig) { stop_signal = sig; }
+static void on_stop(int sig) {
+  stop_signal = sig;
+}
 static void on_crash(int sig) {
   /* async-signal-safe: a prepared message and write(2), then the default action (mpirun names the rank) */
   if (g_crash_msg[0]) {
@@ -76,10 +78,11 @@ static void write_marker(const char *dir, const sd_stats *s, int64_t i) {
   char path[4300];
   marker_path(dir, g_rank, path, sizeof path);
   FILE *f = fopen(path, "w");
-  if (!f) return;
+  if (!f)
+    return;
   const sd_stats_item *it = &s->items[i];
-  fprintf(f, "rank %d (host %s, pid %ld) was working on item %lld (set %s, row %d, seed %llu)\n", g_rank, g_host, (long)getpid(),
-          (long long)i, s->sets[it->set].name, it->row, (unsigned long long)it->seed);
+  fprintf(f, "rank %d (host %s, pid %ld) was working on item %lld (set %s, row %d, seed %llu)\n", g_rank, g_host,
+          (long)getpid(), (long long)i, s->sets[it->set].name, it->row, (unsigned long long)it->seed);
   fclose(f);
 }
 
@@ -88,16 +91,17 @@ static void report_stale_markers(const char *dir) {
   for (int r = 0; r < 1000000; r++) {
     marker_path(dir, r, path, sizeof path);
     if (!sd_is_file(path)) {
-      if (r >= g_size + 1024) break; /* markers of far higher ranks are unlikely: stop scanning */
+      if (r >= g_size + 1024)
+        break; /* markers of far higher ranks are unlikely: stop scanning */
       continue;
     }
     FILE *f = fopen(path, "r");
     if (f && fgets(line, sizeof line, f)) {
       line[strcspn(line, "\n")] = 0;
-      fprintf(stderr, "sdprune-mpi: the previous run ended while %s; that item was not counted and runs again\n",
-              line);
+      fprintf(stderr, "sdprune-mpi: the previous run ended while %s; that item was not counted and runs again\n", line);
     }
-    if (f) fclose(f);
+    if (f)
+      fclose(f);
     unlink(path);
   }
 }
@@ -137,9 +141,11 @@ typedef struct {
 } progress;
 
 static void print_progress(progress *p, counter *c, int final) {
-  if (p->quiet || g_rank != 0) return;
+  if (p->quiet || g_rank != 0)
+    return;
   double now = sd_now();
-  if (!final && now - p->last_print < (p->tty ? 0.2 : p->every)) return;
+  if (!final && now - p->last_print < (p->tty ? 0.2 : p->every))
+    return;
   p->last_print = now;
   read_counts(c, p->counts);
   int64_t done = 0, failed = 0;
@@ -154,7 +160,8 @@ static void print_progress(progress *p, counter *c, int final) {
   for (int r = 0; r < g_size && len < sizeof ranks - 24; r++)
     len += (size_t)snprintf(ranks + len, sizeof ranks - len, "%s%lld", r ? " " : "",
                             (long long)(p->counts[1 + 2 * r] + p->counts[2 + 2 * r]));
-  if (len >= sizeof ranks - 24) snprintf(ranks + len, sizeof ranks - len, " ...");
+  if (len >= sizeof ranks - 24)
+    snprintf(ranks + len, sizeof ranks - len, " ...");
   fprintf(stderr, "%sitems %lld/%lld (%lld failed)  %.3f items/s  elapsed %.0fs  ETA %.0fs  per rank: %s%s",
           p->tty ? "\r" : "", (long long)(done + failed), (long long)p->todo, (long long)failed, rate, el, eta, ranks,
           p->tty && !final ? "   " : "\n");
@@ -169,27 +176,34 @@ static int scan_shards(const char *dir, const sd_stats *plan, unsigned char *don
   char **paths = NULL;
   int *ranks = NULL, n = 0, rc = 0;
   *n_done = 0;
-  if (sd_shards_list(dir, &paths, &ranks, &n, err) != 0) return -1;
+  if (sd_shards_list(dir, &paths, &ranks, &n, err) != 0)
+    return -1;
   *n_shards = n;
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   sd_stats *sh = sd_calloc((size_t)n, sizeof *sh, err);
   int got = 0;
-  if (!sh) rc = -1;
+  if (!sh)
+    rc = -1;
   for (; !rc && got < n; got++)
-    if (sd_stats_read(paths[got], &sh[got], 0, err) != 0) rc = -1;
+    if (sd_stats_read(paths[got], &sh[got], 0, err) != 0)
+      rc = -1;
   if (!rc) {
     sd_shards_report r;
     sd_shards_check(plan, sh, (const char *const *)paths, n, NULL, 0, &r);
     if (r.duplicate || r.foreign) {
       sd_shards_check(plan, sh, (const char *const *)paths, n, stderr, max_report, &r);
-      rc = sd_fail(err, "%s/shards: %lld duplicate and %lld foreign items (%d foreign shards); move them away or use "
-                        "another --out", dir, (long long)r.duplicate, (long long)r.foreign, r.foreign_files);
+      rc = sd_fail(err,
+                   "%s/shards: %lld duplicate and %lld foreign items (%d foreign shards); move them away or use "
+                   "another --out",
+                   dir, (long long)r.duplicate, (long long)r.foreign, r.foreign_files);
     }
   }
   for (int f = 0; !rc && f < n; f++) /* the same plan: match by (set, row, seed) in plan order */
     for (int64_t i = 0, j = 0; i < sh[f].n_items; i++) {
       const sd_stats_item *it = &sh[f].items[i];
-      if (it->status != SD_ITEM_DONE) continue;
+      if (it->status != SD_ITEM_DONE)
+        continue;
       const char *set = sh[f].sets[it->set].name;
       int64_t tries = 0;
       while (tries < plan->n_items && !(plan->items[j].row == it->row && plan->items[j].seed == it->seed &&
@@ -202,7 +216,8 @@ static int scan_shards(const char *dir, const sd_stats *plan, unsigned char *don
         (*n_done)++;
       }
     }
-  for (int f = 0; f < got; f++) sd_stats_free(&sh[f]);
+  for (int f = 0; f < got; f++)
+    sd_stats_free(&sh[f]);
   free(sh);
   sd_shards_list_free(paths, ranks, n);
   return rc;
@@ -218,13 +233,14 @@ static void reduce_totals(sd_stats *s) {
       void *in_count = g_rank == 0 ? MPI_IN_PLACE : a->count;
       MPI_CHECK(MPI_Reduce(in_count, a->count, steps, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
       for (int q = 0; q < SD_STATS_NQ; q++)
-        MPI_CHECK(MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : a->q[q], a->q[q], cells, MPI_INT64_T, MPI_SUM, 0,
-                             MPI_COMM_WORLD));
+        MPI_CHECK(
+            MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : a->q[q], a->q[q], cells, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
       MPI_CHECK(MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : a->max, a->max, cells, MPI_FLOAT, MPI_MAX, 0, MPI_COMM_WORLD));
     }
     int64_t d = s->sets[k].items_done;
     MPI_CHECK(MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : &d, &d, 1, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
-    if (g_rank == 0) s->sets[k].items_done = d;
+    if (g_rank == 0)
+      s->sets[k].items_done = d;
   }
 }
 
@@ -233,12 +249,15 @@ static void reduce_totals(sd_stats *s) {
 static int finish_reduce(const char *dir, sd_stats *s, int max_report, sd_shards_report *r, sd_error *err) {
   char **paths = NULL;
   int *ranks = NULL, n = 0, rc = -1;
-  if (sd_shards_list(dir, &paths, &ranks, &n, err) != 0) return -1;
+  if (sd_shards_list(dir, &paths, &ranks, &n, err) != 0)
+    return -1;
   sd_stats *sh = sd_calloc((size_t)(n ? n : 1), sizeof *sh, err);
   int got = 0;
-  if (!sh) goto done;
+  if (!sh)
+    goto done;
   for (; got < n; got++)
-    if (sd_stats_read(paths[got], &sh[got], ranks[got] >= g_size, err) != 0) goto done;
+    if (sd_stats_read(paths[got], &sh[got], ranks[got] >= g_size, err) != 0)
+      goto done;
   int incomplete = sd_shards_check(s, sh, (const char *const *)paths, n, stderr, max_report, r);
   if (r->duplicate || r->foreign) {
     sd_fail(err, "%lld duplicate and %lld foreign items; %s/stats.h5 not written", (long long)r->duplicate,
@@ -247,14 +266,17 @@ static int finish_reduce(const char *dir, sd_stats *s, int max_report, sd_shards
   }
   for (int f = 0; f < n; f++) {
     if (ranks[f] >= g_size) {
-      if (sd_stats_merge(s, &sh[f], paths[f], err) != 0) goto done;
+      if (sd_stats_merge(s, &sh[f], paths[f], err) != 0)
+        goto done;
       continue;
     }
-    if (ranks[f] == 0) continue; /* rank 0's own states are in s */
+    if (ranks[f] == 0)
+      continue; /* rank 0's own states are in s */
     for (int64_t i = 0; i < sh[f].n_items && i < s->n_items; i++) {
       const sd_stats_item *src = &sh[f].items[i];
       sd_stats_item *dst = &s->items[i];
-      if (src->status == SD_ITEM_PENDING || dst->status == SD_ITEM_DONE) continue;
+      if (src->status == SD_ITEM_PENDING || dst->status == SD_ITEM_DONE)
+        continue;
       if (src->row != dst->row || src->seed != dst->seed) {
         sd_fail(err, "%s: items table not in plan order at item %lld", paths[f], (long long)i);
         goto done;
@@ -267,10 +289,12 @@ static int finish_reduce(const char *dir, sd_stats *s, int max_report, sd_shards
   }
   char out[4300];
   snprintf(out, sizeof out, "%s/stats.h5", dir);
-  if (sd_stats_write(out, s, err) != 0) goto done;
+  if (sd_stats_write(out, s, err) != 0)
+    goto done;
   rc = incomplete ? 1 : 0;
 done:
-  for (int f = 0; f < got; f++) sd_stats_free(&sh[f]);
+  for (int f = 0; f < got; f++)
+    sd_stats_free(&sh[f]);
   free(sh);
   sd_shards_list_free(paths, ranks, n);
   return rc;
@@ -281,10 +305,12 @@ static long long shard_bytes(const char *dir) {
   int *ranks = NULL, n = 0;
   sd_error err;
   long long total = 0;
-  if (sd_shards_list(dir, &paths, &ranks, &n, &err) != 0) return -1;
+  if (sd_shards_list(dir, &paths, &ranks, &n, &err) != 0)
+    return -1;
   for (int f = 0; f < n; f++) {
     struct stat st;
-    if (stat(paths[f], &st) == 0) total += (long long)st.st_size;
+    if (stat(paths[f], &st) == 0)
+      total += (long long)st.st_size;
   }
   sd_shards_list_free(paths, ranks, n);
   return total;
@@ -300,19 +326,25 @@ static int cmd_reduce_dir(const sdm_options *o) {
     sd_stats s;
     sd_shards_report r;
     snprintf(out, sizeof out, "%s/stats.h5", o->job_path);
-    if (o->out) snprintf(out, sizeof out, "%s", o->out);
+    if (o->out)
+      snprintf(out, sizeof out, "%s", o->out);
     if (sd_shards_list(o->job_path, &paths, &ranks, &n, &err) != 0 || n == 0) {
       fprintf(stderr, "sdprune-mpi reduce: %s\n", n == 0 ? "no shards (DIR/shards/rank-*.h5)" : err.msg);
       status = 1;
     } else {
       int rc = sd_shards_merge_files(paths, n, stderr, o->max_report, &s, &r, &err);
-      if (rc >= 0 && sd_stats_write(out, &s, &err) != 0) rc = -1;
-      if (rc >= 0) sd_stats_free(&s);
-      if (rc < 0) fprintf(stderr, "sdprune-mpi reduce: %s\n", err.msg);
+      if (rc >= 0 && sd_stats_write(out, &s, &err) != 0)
+        rc = -1;
+      if (rc >= 0)
+        sd_stats_free(&s);
+      if (rc < 0)
+        fprintf(stderr, "sdprune-mpi reduce: %s\n", err.msg);
       else
-        fprintf(stderr, "sdprune-mpi reduce: %d shards, %lld planned items: %lld done, %lld failed, %lld missing; wrote "
-                        "%s%s\n", n, (long long)r.planned, (long long)r.done, (long long)r.failed,
-                (long long)r.missing, out, rc ? " (incomplete)" : "");
+        fprintf(stderr,
+                "sdprune-mpi reduce: %d shards, %lld planned items: %lld done, %lld failed, %lld missing; wrote "
+                "%s%s\n",
+                n, (long long)r.planned, (long long)r.done, (long long)r.failed, (long long)r.missing, out,
+                rc ? " (incomplete)" : "");
       status = rc ? 1 : 0;
     }
     sd_shards_list_free(paths, ranks, n);
@@ -341,7 +373,8 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   memset(&s, 0, sizeof s);
   int failed = 0, threads = 1;
   const char *dir = o->out;
-  if (!strcmp(o->backend, "engine")) threads = sd_cli_apply_threads(&o->common, "sdprune-mpi");
+  if (!strcmp(o->backend, "engine"))
+    threads = sd_cli_apply_threads(&o->common, "sdprune-mpi");
 
   /* The first rank of each node opens the model first: it writes the node's float32 weight cache, which
    * the others then map (one copy in the page cache). */
@@ -357,7 +390,8 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     MPI_CHECK(MPI_Barrier(node));
   }
   MPI_CHECK(MPI_Comm_free(&node));
-  if (any(failed)) goto fail_quiet;
+  if (any(failed))
+    goto fail_quiet;
 
   int truncated = 0;
   if (be->plan(ctx, o, &s, &truncated, &err) != 0 || fill_provenance(&s, argc, argv, &err) != 0 ||
@@ -365,36 +399,46 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", g_rank, g_host, err.msg);
     failed = 1;
   }
-  if (any(failed)) goto fail_quiet;
+  if (any(failed))
+    goto fail_quiet;
   {
     int64_t n[2] = {s.n_items, -s.n_items}, m[2];
     MPI_CHECK(MPI_Allreduce(n, m, 2, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
     if (m[0] != -m[1]) {
       if (g_rank == 0)
-        fprintf(stderr, "sdprune-mpi: the ranks planned different item counts (%lld to %lld): do all ranks see the "
-                        "same prompt files?\n", (long long)-m[1], (long long)m[0]);
+        fprintf(stderr,
+                "sdprune-mpi: the ranks planned different item counts (%lld to %lld): do all ranks see the "
+                "same prompt files?\n",
+                (long long)-m[1], (long long)m[0]);
       goto fail_quiet;
     }
   }
   if (truncated && g_rank == 0)
-    fprintf(stderr, "sdprune-mpi: warning: %d prompt%s longer than 77 CLIP tokens, truncated as CLIP does\n",
-            truncated, truncated == 1 ? " is" : "s are");
+    fprintf(stderr, "sdprune-mpi: warning: %d prompt%s longer than 77 CLIP tokens, truncated as CLIP does\n", truncated,
+            truncated == 1 ? " is" : "s are");
 
   /* Resume: rank 0 scans the shards of earlier runs; all ranks get the done mask. */
   unsigned char *done = sd_calloc((size_t)(s.n_items ? s.n_items : 1), 1, &err);
-  if (!done) die("%s", err.msg);
+  if (!done)
+    die("%s", err.msg);
   int64_t already = 0;
   int n_old = 0;
   if (g_rank == 0) {
     char shards[4300];
     snprintf(shards, sizeof shards, "%s/shards", dir);
-    if (sd_is_file(dir)) failed = sd_fail(&err, "--out %s is a file; name a folder", dir) != 0;
-    else if (sd_mkdir_p(shards) != 0) failed = sd_fail(&err, "%s: cannot create: %s", shards, strerror(errno)) != 0;
-    else if (scan_shards(dir, &s, done, o->max_report, &already, &n_old, &err) != 0) failed = 1;
-    else report_stale_markers(dir);
-    if (failed) fprintf(stderr, "sdprune-mpi: %s\n", err.msg);
+    if (sd_is_file(dir))
+      failed = sd_fail(&err, "--out %s is a file; name a folder", dir) != 0;
+    else if (sd_mkdir_p(shards) != 0)
+      failed = sd_fail(&err, "%s: cannot create: %s", shards, strerror(errno)) != 0;
+    else if (scan_shards(dir, &s, done, o->max_report, &already, &n_old, &err) != 0)
+      failed = 1;
+    else
+      report_stale_markers(dir);
+    if (failed)
+      fprintf(stderr, "sdprune-mpi: %s\n", err.msg);
   }
-  if (any(failed)) goto fail_quiet;
+  if (any(failed))
+    goto fail_quiet;
   MPI_CHECK(MPI_Bcast(done, (int)s.n_items, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD));
   MPI_CHECK(MPI_Bcast(&already, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
 
@@ -406,26 +450,32 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     if (sd_stats_read(shard, &old, 1, &err) != 0 || sd_stats_merge(&s, &old, shard, &err) != 0) {
       fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", g_rank, g_host, err.msg);
       failed = 1;
-    } else sd_stats_free(&old);
+    } else
+      sd_stats_free(&old);
   }
-  if (any(failed)) goto fail_quiet;
+  if (any(failed))
+    goto fail_quiet;
 
   int64_t n_pending = 0;
   int64_t *pending = sd_calloc((size_t)(s.n_items ? s.n_items : 1), sizeof *pending, &err);
-  if (!pending) die("%s", err.msg);
+  if (!pending)
+    die("%s", err.msg);
   for (int64_t i = 0; i < s.n_items; i++)
-    if (!done[i]) pending[n_pending++] = i;
+    if (!done[i])
+      pending[n_pending++] = i;
   if (g_rank == 0 && !o->quiet)
-    fprintf(stderr, "sdprune-mpi: %lld items (%lld already done in %d shards), %d sets, %d layers, %s %d steps "
-                    "(recording %d evaluations), %d ranks x %d threads, backend %s, model %s\n",
-            (long long)s.n_items, (long long)already, n_old, s.n_sets, s.n_layers, s.settings.sampler,
-            s.settings.steps, s.n_steps, g_size, threads, be->name, s.settings.model_hash);
+    fprintf(stderr,
+            "sdprune-mpi: %lld items (%lld already done in %d shards), %d sets, %d layers, %s %d steps "
+            "(recording %d evaluations), %d ranks x %d threads, backend %s, model %s\n",
+            (long long)s.n_items, (long long)already, n_old, s.n_sets, s.n_layers, s.settings.sampler, s.settings.steps,
+            s.n_steps, g_size, threads, be->name, s.settings.model_hash);
 
   counter c;
   MPI_Aint wbytes = g_rank == 0 ? (MPI_Aint)sizeof(int64_t) * (1 + 2 * g_size) : 0;
   MPI_CHECK(MPI_Win_allocate(wbytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &c.base, &c.win));
   MPI_CHECK(MPI_Win_set_errhandler(c.win, MPI_ERRORS_RETURN));
-  if (g_rank == 0) memset(c.base, 0, (size_t)wbytes);
+  if (g_rank == 0)
+    memset(c.base, 0, (size_t)wbytes);
   MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); /* the window is zeroed before anyone takes an item */
   MPI_CHECK(MPI_Win_lock_all(0, c.win));
 
@@ -436,7 +486,10 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   signal(SIGFPE, on_crash);
   signal(SIGILL, on_crash);
   signal(SIGABRT, on_crash);
-  progress prog = {.quiet = o->quiet, .tty = isatty(STDERR_FILENO), .t_start = sd_now(), .every = o->progress_every,
+  progress prog = {.quiet = o->quiet,
+                   .tty = isatty(STDERR_FILENO),
+                   .t_start = sd_now(),
+                   .every = o->progress_every,
                    .todo = n_pending};
   prog.counts = calloc((size_t)(1 + 2 * g_size), sizeof *prog.counts);
   double t_start = sd_now(), item_seconds = 0, write_seconds = 0, last_write = 0, since_write = 0;
@@ -444,12 +497,14 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   int unwritten = 0;
   while (!stop_signal) {
     int64_t k = take_next(&c);
-    if (k >= n_pending) break;
+    if (k >= n_pending)
+      break;
     int64_t i = pending[k];
     sd_stats_item *it = &s.items[i];
-    snprintf(g_crash_msg, sizeof g_crash_msg, "sdprune-mpi: rank %d on %s died while working on item %lld (set %s, "
-             "row %d, seed %llu)\n", g_rank, g_host, (long long)i, s.sets[it->set].name, it->row,
-             (unsigned long long)it->seed);
+    snprintf(g_crash_msg, sizeof g_crash_msg,
+             "sdprune-mpi: rank %d on %s died while working on item %lld (set %s, "
+             "row %d, seed %llu)\n",
+             g_rank, g_host, (long long)i, s.sets[it->set].name, it->row, (unsigned long long)it->seed);
     write_marker(dir, &s, i);
     double t0 = sd_now();
     sd_error ierr;
@@ -475,7 +530,8 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     int due = o->checkpoint_every ? unwritten >= o->checkpoint_every : since_write >= 20.0 * last_write;
     if (due) {
       double w0 = sd_now();
-      if (sd_stats_write(shard, &s, &err) != 0) die("cannot write its shard: %s", err.msg);
+      if (sd_stats_write(shard, &s, &err) != 0)
+        die("cannot write its shard: %s", err.msg);
       last_write = sd_now() - w0;
       write_seconds += last_write;
       since_write = 0;
@@ -487,7 +543,8 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   g_crash_msg[0] = 0;
   {
     double w0 = sd_now();
-    if (sd_stats_write(shard, &s, &err) != 0) die("cannot write its shard: %s", err.msg);
+    if (sd_stats_write(shard, &s, &err) != 0)
+      die("cannot write its shard: %s", err.msg);
     write_seconds += sd_now() - w0;
     char m[4300];
     marker_path(dir, g_rank, m, sizeof m);
@@ -495,7 +552,8 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   }
   int stopped = any(stop_signal != 0);
   MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); /* every rank's increments are in before the last count */
-  if (prog.printed || (!o->quiet && g_rank == 0)) print_progress(&prog, &c, 1);
+  if (prog.printed || (!o->quiet && g_rank == 0))
+    print_progress(&prog, &c, 1);
   MPI_CHECK(MPI_Win_unlock_all(c.win));
   MPI_CHECK(MPI_Win_free(&c.win));
   int64_t mine[2] = {my_done, my_failed}, all[2] = {0, 0};
@@ -506,8 +564,10 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   double el = sd_now() - t_start;
   if (stopped) {
     if (g_rank == 0)
-      fprintf(stderr, "sdprune-mpi: stopped by a signal after %lld items; the shards in %s/shards are complete up to "
-                      "them (run the same command again to continue)\n", (long long)all[0], dir);
+      fprintf(stderr,
+              "sdprune-mpi: stopped by a signal after %lld items; the shards in %s/shards are complete up to "
+              "them (run the same command again to continue)\n",
+              (long long)all[0], dir);
     free(done);
     free(pending);
     free(prog.counts);
@@ -546,7 +606,8 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   sd_stats_free(&s);
   return status;
 fail_quiet:
-  if (ctx) be->close(ctx);
+  if (ctx)
+    be->close(ctx);
   sd_stats_free(&s);
   return 1;
 }
@@ -577,13 +638,17 @@ int main(int argc, char **argv) {
     close(saved);
   }
   int status;
-  if (rc) status = rc == 1 ? 0 : 2;
-  else if (!strcmp(o.command, "reduce")) status = cmd_reduce_dir(&o);
+  if (rc)
+    status = rc == 1 ? 0 : 2;
+  else if (!strcmp(o.command, "reduce"))
+    status = cmd_reduce_dir(&o);
   else {
     status = cmd_stats_mpi(&o, argc, argv);
     if (!status && !strcmp(o.command, "run") && g_rank == 0 && !o.quiet)
-      fprintf(stderr, "sdprune-mpi run: statistics done; the mask and apply stages are not in sdprune-mpi yet: run "
-                      "`sdprune mask --stats %s/stats.h5 ...` and `sdprune apply` (one process)\n", o.out);
+      fprintf(stderr,
+              "sdprune-mpi run: statistics done; the mask and apply stages are not in sdprune-mpi yet: run "
+              "`sdprune mask --stats %s/stats.h5 ...` and `sdprune apply` (one process)\n",
+              o.out);
   }
   sdm_options_free(&o);
   MPI_CHECK(MPI_Finalize());

@@ -13,26 +13,27 @@
 #include "stats/stats_shards.h"
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: sdprune reduce RUN [RUN2 ...] --out stats.h5 [--force] [--quiet]\n\n"
-          "Merges statistics shards into one stats.h5: every RUN/shards/rank-*.h5 of each RUN folder (the\n"
-          "shards of sdprune-mpi, whatever rank count wrote them), or RUN itself when it is an .h5 file.\n"
-          "Totals are exact integer sums, so the result is bit-identical to the in-job reduce and to a\n"
-          "single-process run. Every item must be done exactly once: missing, failed, duplicate and foreign\n"
-          "items (another model hash, other settings or prompt files) are reported by (set, row, seed).\n"
-          "Duplicate or foreign items stop the merge; missing ones are reported and the file is written.\n\n"
-          "  --out FILE.h5   the merged statistics\n"
-          "  --force         replace an existing output\n"
-          "  --max-report N  lines per kind of problem (default 20)\n"
-          "  --quiet         only problems on stderr\n"
-          "Exit status: 0 complete, 1 incomplete or refused, 2 usage.\n");
+  fprintf(out, "usage: sdprune reduce RUN [RUN2 ...] --out stats.h5 [--force] [--quiet]\n\n"
+               "Merges statistics shards into one stats.h5: every RUN/shards/rank-*.h5 of each RUN folder (the\n"
+               "shards of sdprune-mpi, whatever rank count wrote them), or RUN itself when it is an .h5 file.\n"
+               "Totals are exact integer sums, so the result is bit-identical to the in-job reduce and to a\n"
+               "single-process run. Every item must be done exactly once: missing, failed, duplicate and foreign\n"
+               "items (another model hash, other settings or prompt files) are reported by (set, row, seed).\n"
+               "Duplicate or foreign items stop the merge; missing ones are reported and the file is written.\n\n"
+               "  --out FILE.h5   the merged statistics\n"
+               "  --force         replace an existing output\n"
+               "  --max-report N  lines per kind of problem (default 20)\n"
+               "  --quiet         only problems on stderr\n"
+               "Exit status: 0 complete, 1 incomplete or refused, 2 usage.\n");
 }
 
 static int add_path(char ***paths, int *n, const char *p) {
   char **np = realloc(*paths, sizeof **paths * (size_t)(*n + 1));
-  if (!np) return -1;
+  if (!np)
+    return -1;
   *paths = np;
-  if (!(np[*n] = sd_strdup(p))) return -1;
+  if (!(np[*n] = sd_strdup(p)))
+    return -1;
   (*n)++;
   return 0;
 }
@@ -41,26 +42,34 @@ int cmd_reduce(int argc, char **argv) {
   const char *out = NULL;
   int force = 0, quiet = 0, n_runs = 0, max_report = 20;
   const char **runs = calloc((size_t)argc, sizeof *runs);
-  if (!runs) return 1;
+  if (!runs)
+    return 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       free(runs);
       return 0;
-    } else if (!strcmp(a, "--force")) force = 1;
-    else if (!strcmp(a, "--quiet")) quiet = 1;
+    } else if (!strcmp(a, "--force"))
+      force = 1;
+    else if (!strcmp(a, "--quiet"))
+      quiet = 1;
     else if (!strcmp(a, "--out") || !strcmp(a, "--max-report")) {
       const char *v = sd_cli_value("reduce", argc, argv, &i);
       long n;
-      if (!v) goto usage_error;
-      if (!strcmp(a, "--out")) out = v;
-      else if (sd_cli_int("reduce", a, v, 0, 1000000, &n)) goto usage_error;
-      else max_report = (int)n;
+      if (!v)
+        goto usage_error;
+      if (!strcmp(a, "--out"))
+        out = v;
+      else if (sd_cli_int("reduce", a, v, 0, 1000000, &n))
+        goto usage_error;
+      else
+        max_report = (int)n;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "sdprune reduce: unknown option '%s' (see --help)\n", a);
       goto usage_error;
-    } else runs[n_runs++] = a;
+    } else
+      runs[n_runs++] = a;
   }
   if (!out || n_runs == 0) {
     fprintf(stderr, "sdprune reduce: at least one RUN and --out are required (see --help)\n");
@@ -75,7 +84,8 @@ int cmd_reduce(int argc, char **argv) {
   sd_error err;
   for (int k = 0; k < n_runs; k++) {
     if (sd_is_file(runs[k])) {
-      if (add_path(&paths, &n, runs[k])) goto oom;
+      if (add_path(&paths, &n, runs[k]))
+        goto oom;
       continue;
     }
     char **p = NULL;
@@ -115,17 +125,19 @@ int cmd_reduce(int argc, char **argv) {
     struct stat st;
     long long bytes = stat(out, &st) == 0 ? (long long)st.st_size : -1;
     if (!quiet || rc)
-      fprintf(stderr, "sdprune reduce: %d files, %lld planned items: %lld done, %lld failed, %lld missing; %.2f s; wrote "
-                      "%s (%lld bytes)%s\n",
-              n, (long long)r.planned, (long long)r.done, (long long)r.failed, (long long)r.missing, sd_now() - t0,
-              out, bytes, rc ? " (incomplete)" : "");
+      fprintf(stderr,
+              "sdprune reduce: %d files, %lld planned items: %lld done, %lld failed, %lld missing; %.2f s; wrote "
+              "%s (%lld bytes)%s\n",
+              n, (long long)r.planned, (long long)r.done, (long long)r.failed, (long long)r.missing, sd_now() - t0, out,
+              bytes, rc ? " (incomplete)" : "");
     status = rc ? 1 : 0;
   }
   goto done;
 oom:
   fprintf(stderr, "sdprune reduce: out of memory\n");
 done:
-  for (int k = 0; k < n; k++) free(paths[k]);
+  for (int k = 0; k < n; k++)
+    free(paths[k]);
   free(paths);
   free(runs);
   return status;

@@ -16,7 +16,8 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
 
 static uint64_t hash_str(const char *s) { /* FNV-1a */
   uint64_t h = 0xcbf29ce484222325ull;
-  for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  for (; s && *s; s++)
+    h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
   return h;
 }
 
@@ -32,7 +33,8 @@ static const struct {
 
 int sd_stats_fake_layers(sd_stats_layer **out, int *n_layers, sd_error *err) {
   sd_stats_layer *l = sd_calloc(N_FAKE_LAYERS, sizeof *l, err);
-  if (!l) return -1;
+  if (!l)
+    return -1;
   for (int i = 0; i < N_FAKE_LAYERS; i++) {
     char name[256], dname[256];
     snprintf(name, sizeof name, "%s.ff.net.2", fake_layers[i].block);
@@ -62,7 +64,8 @@ int sd_stats_fake_item(const sd_stats *s, const sd_stats_item *it, sd_stats_acc 
   uint64_t base = mix64(hash_str(it->prompt) ^ mix64(it->seed));
   for (int l = 0; l < s->n_layers; l++) {
     int w = s->layers[l].width;
-    if (w > 4096) return sd_fail(err, "fake layer %s is too wide (%d)", s->layers[l].name, w);
+    if (w > 4096)
+      return sd_fail(err, "fake layer %s is too wide (%d)", s->layers[l].name, w);
     sd_stats_acc_zero(&acc[l], s->n_steps, w);
     double q[SD_STATS_NQ][4096];
     int x[4096];
@@ -84,12 +87,14 @@ int sd_stats_fake_item(const sd_stats *s, const sd_stats_item *it, sd_stats_acc 
             q[SD_Q_SUMSQ][j] += v * v;
             q[SD_Q_SUMABS][j] += fabs(v);
             q[SD_Q_SUMSQ_HAT][j] += vh * vh;
-            if ((float)v > acc[l].max[off + j]) acc[l].max[off + j] = (float)v;
+            if ((float)v > acc[l].max[off + j])
+              acc[l].max[off + j] = (float)v;
           }
         }
         acc[l].count[t * SD_STATS_BRANCHES + br] = SD_FAKE_TOKENS;
         for (int k = 0; k < SD_STATS_NQ; k++)
-          for (int j = 0; j < w; j++) acc[l].q[k][off + j] = llround(q[k][j] * unit);
+          for (int j = 0; j < w; j++)
+            acc[l].q[k][off + j] = llround(q[k][j] * unit);
       }
   }
   return 0;
@@ -98,7 +103,8 @@ int sd_stats_fake_item(const sd_stats *s, const sd_stats_item *it, sd_stats_acc 
 void sd_stats_add_item_acc(sd_stats *s, int64_t item, const sd_stats_acc *acc, double seconds) {
   sd_stats_item *it = &s->items[item];
   sd_stats_set *set = &s->sets[it->set];
-  for (int l = 0; l < s->n_layers; l++) sd_stats_acc_add(&set->layers[l], &acc[l], s->n_steps, s->layers[l].width);
+  for (int l = 0; l < s->n_layers; l++)
+    sd_stats_acc_add(&set->layers[l], &acc[l], s->n_steps, s->layers[l].width);
   set->items_done++;
   it->status = SD_ITEM_DONE;
   it->seconds = seconds;

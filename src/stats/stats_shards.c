@@ -26,7 +26,8 @@ int sd_shards_list(const char *run_dir, char ***paths, int **ranks, int *n, sd_e
   *ranks = NULL;
   *n = 0;
   DIR *d = opendir(folder);
-  if (!d) return errno == ENOENT ? 0 : sd_fail(err, "%s: cannot list: %s", folder, strerror(errno));
+  if (!d)
+    return errno == ENOENT ? 0 : sd_fail(err, "%s: cannot list: %s", folder, strerror(errno));
   int cap = 0, *rk = NULL;
   struct dirent *e;
   while ((e = readdir(d))) {
@@ -72,12 +73,15 @@ int sd_shards_list(const char *run_dir, char ***paths, int **ranks, int *n, sd_e
 }
 
 void sd_shards_list_free(char **paths, int *ranks, int n) {
-  for (int i = 0; paths && i < n; i++) free(paths[i]);
+  for (int i = 0; paths && i < n; i++)
+    free(paths[i]);
   free(paths);
   free(ranks);
 }
 
-static int same(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+static int same(const char *a, const char *b) {
+  return !strcmp(a ? a : "", b ? b : "");
+}
 
 int sd_stats_compatible(const sd_stats *a, const sd_stats *b, char *why, size_t ws) {
   const sd_stats_settings *x = &a->settings, *y = &b->settings;
@@ -124,8 +128,10 @@ typedef struct {
 
 static int cmp_key(const entry *a, const entry *b) {
   int c = strcmp(a->set, b->set);
-  if (c) return c;
-  if (a->row != b->row) return a->row < b->row ? -1 : 1;
+  if (c)
+    return c;
+  if (a->row != b->row)
+    return a->row < b->row ? -1 : 1;
   return a->seed != b->seed ? (a->seed < b->seed ? -1 : 1) : 0;
 }
 
@@ -137,13 +143,15 @@ static int cmp_entry(const void *pa, const void *pb) { /* by key, then the plan 
 
 static const sd_stats_set *find_set(const sd_stats *s, const char *name) {
   for (int k = 0; k < s->n_sets; k++)
-    if (!strcmp(s->sets[k].name, name)) return &s->sets[k];
+    if (!strcmp(s->sets[k].name, name))
+      return &s->sets[k];
   return NULL;
 }
 
-#define SAY(kind, ...)                                                                                               \
-  do {                                                                                                               \
-    if (report && shown[kind]++ < max_lines) fprintf(report, __VA_ARGS__);                                           \
+#define SAY(kind, ...)                                                                                                 \
+  do {                                                                                                                 \
+    if (report && shown[kind]++ < max_lines)                                                                           \
+      fprintf(report, __VA_ARGS__);                                                                                    \
   } while (0)
 
 int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *const *names, int n, FILE *report,
@@ -152,15 +160,18 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
   int shown[4] = {0}; /* missing/failed, duplicate, foreign, foreign files */
   enum { MISSING, DUP, FOREIGN, FFILE };
   const sd_stats *ref = plan ? plan : (n > 0 ? &shards[0] : NULL);
-  if (!ref) return 0;
+  if (!ref)
+    return 0;
   int64_t total = plan ? plan->n_items : 0;
-  for (int f = 0; f < n; f++) total += shards[f].n_items;
+  for (int f = 0; f < n; f++)
+    total += shards[f].n_items;
   entry *e = malloc(sizeof *e * (size_t)(total ? total : 1));
   int *compatible = calloc((size_t)(n ? n : 1), sizeof *compatible);
   if (!e || !compatible) {
     free(e);
     free(compatible);
-    if (report) fprintf(report, "out of memory checking %d shards\n", n);
+    if (report)
+      fprintf(report, "out of memory checking %d shards\n", n);
     r->missing = 1;
     return 1;
   }
@@ -174,7 +185,8 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
     compatible[f] = sd_stats_compatible(ref, s, why, sizeof why);
     if (!compatible[f]) {
       int64_t nd = 0;
-      for (int64_t i = 0; i < s->n_items; i++) nd += s->items[i].status == SD_ITEM_DONE;
+      for (int64_t i = 0; i < s->n_items; i++)
+        nd += s->items[i].status == SD_ITEM_DONE;
       r->foreign_files++;
       r->foreign += nd;
       SAY(FFILE, "foreign shard %s: %s; its %lld done items are not counted\n", names[f], why, (long long)nd);
@@ -196,7 +208,8 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
     int64_t j = i;
     int in_plan = 0, done = 0, failed = 0, first_done = -1;
     while (j < ne && !cmp_key(&e[i], &e[j])) {
-      if (e[j].file < 0) in_plan = 1;
+      if (e[j].file < 0)
+        in_plan = 1;
       else if (e[j].foreign_set && e[j].status == SD_ITEM_DONE) {
         r->foreign++;
         SAY(FOREIGN, "foreign item (set %s, row %d, seed %llu) in %s: its set was read from another prompt file\n",
@@ -206,8 +219,10 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
           r->duplicate++;
           SAY(DUP, "duplicate item (set %s, row %d, seed %llu): done in %s and in %s\n", e[j].set, e[j].row,
               (unsigned long long)e[j].seed, names[first_done], names[e[j].file]);
-        } else first_done = e[j].file;
-      } else if (e[j].status == SD_ITEM_FAILED) failed = 1;
+        } else
+          first_done = e[j].file;
+      } else if (e[j].status == SD_ITEM_FAILED)
+        failed = 1;
       j++;
     }
     if (plan && !in_plan && done) {
@@ -216,7 +231,8 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
           (unsigned long long)e[i].seed, names[first_done]);
     } else {
       r->planned++;
-      if (done) r->done++;
+      if (done)
+        r->done++;
       else if (failed) {
         r->failed++;
         SAY(MISSING, "failed item (set %s, row %d, seed %llu): not done in any shard\n", e[i].set, e[i].row,
@@ -232,7 +248,8 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
   if (report) {
     static const char *const kinds[4] = {"missing or failed", "duplicate", "foreign", "foreign shard"};
     for (int k = 0; k < 4; k++)
-      if (shown[k] > max_lines) fprintf(report, "... and %d more %s lines\n", shown[k] - max_lines, kinds[k]);
+      if (shown[k] > max_lines)
+        fprintf(report, "... and %d more %s lines\n", shown[k] - max_lines, kinds[k]);
   }
   free(e);
   free(compatible);
@@ -243,12 +260,15 @@ int sd_shards_merge_files(char *const *paths, int n, FILE *report, int max_lines
                           sd_error *err) {
   memset(out, 0, sizeof *out);
   memset(r, 0, sizeof *r);
-  if (n <= 0) return sd_fail(err, "no shards to merge");
+  if (n <= 0)
+    return sd_fail(err, "no shards to merge");
   sd_stats *sh = sd_calloc((size_t)n, sizeof *sh, err);
-  if (!sh) return -1;
+  if (!sh)
+    return -1;
   int rc = -1, got = 0;
   for (; got < n; got++)
-    if (sd_stats_read(paths[got], &sh[got], 1, err) != 0) goto done;
+    if (sd_stats_read(paths[got], &sh[got], 1, err) != 0)
+      goto done;
   int incomplete = sd_shards_check(NULL, sh, (const char *const *)paths, n, report, max_lines, r);
   if (r->duplicate || r->foreign) {
     rc = sd_fail(err, "%lld duplicate and %lld foreign items (in %d foreign shards); nothing merged",
@@ -265,7 +285,8 @@ int sd_shards_merge_files(char *const *paths, int n, FILE *report, int max_lines
     }
   rc = incomplete ? 1 : 0;
 done:
-  for (int f = 0; f < got; f++) sd_stats_free(&sh[f]);
+  for (int f = 0; f < got; f++)
+    sd_stats_free(&sh[f]);
   free(sh);
   return rc;
 }

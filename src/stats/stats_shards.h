@@ -35,7 +35,7 @@ int sd_shards_check(const sd_stats *plan, const sd_stats *shards, const char *co
 /* Reads the files (with totals), checks them (as sd_shards_check, against the union) and merges them
  * into out: 0 complete, 1 written but incomplete (missing or failed items; out is still valid), -1 with
  * err on duplicate or foreign items or a read error (out is then empty). */
-int sd_shards_merge_files(char *const *paths, int n, FILE *report, int max_lines, sd_stats *out,
-                          sd_shards_report *r, sd_error *err);
+int sd_shards_merge_files(char *const *paths, int n, FILE *report, int max_lines, sd_stats *out, sd_shards_report *r,
+                          sd_error *err);
 
 #endif
