@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <mpi.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +39,18 @@ static char g_crash_msg[1024] = ""; /* what a crashing rank says: prepared befor
     }                                                                                                                  \
   } while (0)
 
-/* A rank that cannot go on (a shard it cannot write): named, then the whole job stops. */
-static void die(const char *fmt, const char *msg) {
+/* A rank that cannot go on (a shard it cannot write): named with its host, then the whole job stops. */
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
   fprintf(stderr, "sdprune-mpi: rank %d on %s: ", g_rank, g_host);
-  fprintf(stderr, fmt, msg);
+  vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\n");
+  va_end(ap);
   fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
+  exit(1); /* not reached */
 }
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -531,7 +537,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     if (due) {
       double w0 = sd_now();
       if (sd_stats_write(shard, &s, &err) != 0)
-        die("cannot write its shard: %s", err.msg);
+        die("cannot write its shard %s: %s", shard, err.msg);
       last_write = sd_now() - w0;
       write_seconds += last_write;
       since_write = 0;
@@ -544,7 +550,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   {
     double w0 = sd_now();
     if (sd_stats_write(shard, &s, &err) != 0)
-      die("cannot write its shard: %s", err.msg);
+      die("cannot write its shard %s: %s", shard, err.msg);
     write_seconds += sd_now() - w0;
     char m[4300];
     marker_path(dir, g_rank, m, sizeof m);

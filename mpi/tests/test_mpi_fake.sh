@@ -75,6 +75,21 @@ check "... and still equals the uninterrupted run" $PY "$CMP" "$TMP/full/stats.h
 "$BIN" reduce "$TMP/k" --out "$TMP/k_offline.h5" --quiet
 check "offline reduce of shards from 3 rank counts equals it too" $PY "$CMP" "$TMP/full/stats.h5" "$TMP/k_offline.h5"
 
+# SIGTERM (what scancel sends first): each rank stops after its item with its shard written; a rerun
+# completes
+"${MPIEXEC:-mpirun}" --oversubscribe -np 3 "$MPI_BIN" stats "${LONG[@]}" --fake-ms 60 --out "$TMP/term" 2>"$TMP/term.log" &
+mp=$!
+for t in $(seq 1 100); do
+  sleep 0.1
+  [ -f "$TMP/term/shards/rank-00001.h5" ] && break
+done
+kill -TERM "$mp"
+wait "$mp"
+check "SIGTERM stops the job (exit != 0)" [ $? -ne 0 ]
+check "... saying how to continue" grep -q 'stopped by a signal after [0-9]* items' "$TMP/term.log"
+run_np 3 stats "${LONG[@]}" --fake-ms 0 --out "$TMP/term" 2>/dev/null
+check "... and the rerun equals the uninterrupted run" $PY "$CMP" "$TMP/full/stats.h5" "$TMP/term/stats.h5"
+
 # 4. foreign and duplicate shards are reported by item
 run_np 1 stats "${SETS[@]}" --fake-hash 1 --out "$TMP/foreign" 2>/dev/null
 cp -r "$TMP/np3" "$TMP/f3"
