@@ -45,6 +45,11 @@ check "sdprune reduce (8 shards) equals the in-job reduce" $PY "$CMP" "$TMP/np8/
 run_np 2 reduce "$TMP/np3" --out "$TMP/mpireduce3.h5" 2>/dev/null
 check "sdprune-mpi reduce equals the in-job reduce" $PY "$CMP" "$TMP/np1/stats.h5" "$TMP/mpireduce3.h5"
 
+run_np 2 stats "${SETS[@]}" --seeds 0-5 --out "$TMP/seeds05" 2>/dev/null
+"$BIN" reduce "$TMP/np1/stats.h5" "$TMP/other" --out "$TMP/union.h5" --quiet
+check "sdprune reduce of two jobs (seeds 0-2 stats.h5 + seeds 3-5 shards) equals one job over seeds 0-5" \
+  $PY "$CMP" "$TMP/seeds05/stats.h5" "$TMP/union.h5"
+
 # 3. kill -9 of the whole job mid-run, then other rank counts
 for i in $(seq 1 40); do echo "a long prompt number $i"; done >"$TMP/long.txt"
 LONG=(--backend fake --target "$TMP/long.txt" --seeds 0-2 --steps 5 --quiet --fake-ms 15 --checkpoint-every 1)
