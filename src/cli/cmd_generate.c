@@ -17,11 +17,13 @@
 #include "io/prompt_csv.h"
 #include "model/parts.h"
 #include "model/weight_cache.h"
+#include "prune/apply.h"
+#include "prune/mask_io.h"
 #include "sample/txt2img.h"
 
 typedef struct {
   sd_cli_common common;
-  const char *prompt, *prompts_path, *negative, *sampler, *out, *template_str;
+  const char *prompt, *prompts_path, *negative, *sampler, *out, *template_str, *mask_path;
   int steps, batch, width, height, size_given, quiet, seed_given, guidance_given;
   double guidance, eta;
   uint64_t seed;
@@ -48,6 +50,8 @@ static void usage(FILE *out) {
           "  --batch N             images per prompt, drawn as one noise tensor (default 1)\n"
           "  --limit N             only the first N prompts of the set\n"
           "  --out DIR|FILE.png    output folder (created), or a file name for a single image\n"
+          "  --mask FILE           prune in memory with a mask from `sdprune mask` (the same images as the\n"
+          "                        checkpoint `sdprune apply` writes with it, bit for bit)\n"
           "  --quiet               no progress on stderr\n");
   sd_cli_common_help(out, 1);
 }
@@ -85,6 +89,7 @@ static int parse_args(generate_options *o, int argc, char **argv) {
     else if (!strcmp(a, "--negative")) o->negative = v;
     else if (!strcmp(a, "--sampler")) o->sampler = v;
     else if (!strcmp(a, "--out")) o->out = v;
+    else if (!strcmp(a, "--mask")) o->mask_path = v;
     else if (!strcmp(a, "--steps")) {
       if (sd_cli_int("generate", a, v, 1, 10000, &n)) return 2;
       o->steps = (int)n;
@@ -171,13 +176,17 @@ static void on_step(void *ctx, int step, int total) {
 
 /* Provenance stored in each PNG's `sdprune` chunk: enough to regenerate the image. */
 static char *provenance_json(const generate_options *o, const sd_model *m, const sd_prompt_set *set, const sd_prompt *row,
-                             const sd_txt2img_params *pr, int k, const char *cmdline) {
+                             const sd_txt2img_params *pr, int k, const char *cmdline, const char *mask_sha256) {
   json_t *j = json_object();
   json_object_set_new(j, "sdprune_version", json_string(SDPRUNE_VERSION));
   json_object_set_new(j, "model", json_string(m->path));
   json_object_set_new(j, "model_hash", json_string(m->hash));
   if (o->common.model.unet_path) json_object_set_new(j, "unet_override", json_string(o->common.model.unet_path));
   if (o->common.model.text_encoder_path) json_object_set_new(j, "text_encoder_override", json_string(o->common.model.text_encoder_path));
+  if (o->mask_path) {
+    json_object_set_new(j, "mask", json_string(o->mask_path));
+    json_object_set_new(j, "mask_sha256", json_string(mask_sha256));
+  }
   if (set) {
     json_object_set_new(j, "prompt_set", json_string(set->path));
     json_object_set_new(j, "prompt_set_sha256", json_string(set->sha256_hex));
@@ -226,6 +235,9 @@ int cmd_generate(int argc, char **argv) {
   sd_clip_text text;
   sd_vae vae;
   int have_unet = 0, have_text = 0, have_vae = 0;
+  sd_mask mask = {0};
+  sd_mask_unet_copies masked = {0};
+  char mask_sha256[65] = "";
   float *image = NULL;
   char *cmdline = join_args(argc, argv), model_hash[16] = "";
   int single_file = strlen(o.out) > 4 && !strcmp(o.out + strlen(o.out) - 4, ".png");
@@ -244,6 +256,15 @@ int cmd_generate(int argc, char **argv) {
   if (sd_cli_open_model(&o.common, "generate", &m) != 0) goto done;
   if (sd_parts_tokenizer(m, &tok, &err) != 0) goto fail;
   if (!(have_unet = sd_parts_unet(m, NULL, &unet, &err) == 0)) goto fail;
+  if (o.mask_path) { /* copies of the masked ff.net.2 weights, pruned entries zero: the pruned checkpoint's weights */
+    uint8_t digest[32];
+    if (sd_mask_read(o.mask_path, &mask, &err) != 0 || sd_sha256_file(o.mask_path, digest, &err) != 0) goto fail;
+    sd_sha256_hex(digest, mask_sha256);
+    if (sd_mask_apply_unet(&unet, &mask, &masked, &err) != 0) {
+      sd_fail_prefix(&err, "%s", o.mask_path);
+      goto fail;
+    }
+  }
   if (!(have_text = sd_parts_text(m, &text, &err) == 0)) goto fail;
   if (!(have_vae = sd_parts_vae(m, &vae, &err) == 0)) goto fail;
   sd_model_release_source_pages(m);
@@ -321,7 +342,7 @@ int cmd_generate(int argc, char **argv) {
       const char *slash = strrchr(m->path, '/');
       char *params = sd_a1111_parameters(pr.prompt, pr.negative, pr.steps, a1111_sampler_name(pr.sampler), pr.guidance,
                                          pr.seed, W, H, model_hash, slash ? slash + 1 : m->path, NULL);
-      char *prov = provenance_json(&o, m, set, row, &pr, k, cmdline);
+      char *prov = provenance_json(&o, m, set, row, &pr, k, cmdline, mask_sha256);
       sd_png_text texts[2] = {{"parameters", params}, {"sdprune", prov}};
       int wrc = sd_png_write_rgb(path, image + (size_t)k * 3 * W * H, H, W, texts, 2, &err);
       free(params);
@@ -345,6 +366,8 @@ done:
   if (have_vae) sd_vae_free(&vae);
   if (have_text) sd_clip_text_free(&text);
   if (have_unet) sd_unet_free(&unet);
+  sd_mask_unet_copies_free(&masked); /* after the UNet that points at them */
+  sd_mask_free(&mask);
   sd_tokenizer_free(tok);
   sd_prompt_set_free(set);
   sd_model_close(m);
