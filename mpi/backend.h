@@ -16,6 +16,8 @@ typedef struct {
   int (*plan)(void *ctx, const sdm_options *o, sd_stats *s, int *n_truncated, sd_error *err);
   /* Computes item i of s; on success the item's totals wait in ctx for add_item. */
   int (*run_item)(void *ctx, const sd_stats *s, int64_t i, sd_error *err);
+  /* Writes the last computed item's per-item record file (--per-item) to path; NULL: not supported. */
+  int (*write_record)(void *ctx, const sd_stats *s, int64_t i, const char *path, sd_error *err);
   /* Adds the last computed item's totals to its set and marks it done. */
   void (*add_item)(void *ctx, sd_stats *s, int64_t i, double seconds);
   /* Seconds spent in hooks and accumulation (for the summary), or 0. */

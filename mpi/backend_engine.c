@@ -6,6 +6,7 @@
 #include "model/parts.h"
 #include "model/weight_cache.h"
 #include "mpi/backend.h"
+#include "stats/stats_io.h"
 #include "stats/stats_run.h"
 
 typedef struct {
@@ -46,7 +47,7 @@ static int engine_plan(void *ctx, const sdm_options *o, sd_stats *s, int *n_trun
   if (!st->model || !st->model_hash || !st->hooks)
     return sd_fail(err, "out of memory");
   c->have_runner = 1;
-  if (sd_stats_runner_init(&c->runner, c->model, o->hooks, s->n_steps, 0, err) != 0)
+  if (sd_stats_runner_init(&c->runner, c->model, o->hooks, s->n_steps, o->per_item, err) != 0)
     return -1;
   sd_model_release_source_pages(c->model);
   int n = 0;
@@ -59,6 +60,23 @@ static int engine_plan(void *ctx, const sdm_options *o, sd_stats *s, int *n_trun
 
 static int engine_run_item(void *ctx, const sd_stats *s, int64_t i, sd_error *err) {
   return sd_stats_run_item(&((engine_ctx *)ctx)->runner, s, &s->items[i], err);
+}
+
+static int engine_write_record(void *ctx, const sd_stats *s, int64_t i, const char *path, sd_error *err) {
+  const sd_stats_collector *col = ((engine_ctx *)ctx)->runner.collector;
+  const float **mean = sd_calloc((size_t)s->n_layers + 1, sizeof *mean, err);
+  const float **max = sd_calloc((size_t)s->n_layers + 1, sizeof *max, err);
+  int rc = -1;
+  if (mean && max) {
+    for (int l = 0; l < s->n_layers; l++) {
+      mean[l] = sd_stats_collector_item_mean(col, l);
+      max[l] = sd_stats_collector_item_max(col, l);
+    }
+    rc = sd_stats_write_item_record(path, s, &s->items[i], mean, max, err);
+  }
+  free(mean);
+  free(max);
+  return rc;
 }
 
 static void engine_add_item(void *ctx, sd_stats *s, int64_t i, double seconds) {
@@ -81,8 +99,16 @@ static void engine_close(void *ctx) {
   free(c);
 }
 
-const sdm_backend sdm_backend_engine = {"engine",        engine_open,         engine_plan, engine_run_item,
-                                        engine_add_item, engine_hook_seconds, engine_close};
+const sdm_backend sdm_backend_engine = {
+    .name = "engine",
+    .open = engine_open,
+    .plan = engine_plan,
+    .run_item = engine_run_item,
+    .write_record = engine_write_record,
+    .add_item = engine_add_item,
+    .hook_seconds = engine_hook_seconds,
+    .close = engine_close,
+};
 
 const sdm_backend *sdm_backend_find(const char *name) {
   if (!strcmp(name, "engine"))

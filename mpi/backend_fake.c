@@ -100,5 +100,13 @@ static void fake_close(void *ctx) {
   free(c);
 }
 
-const sdm_backend sdm_backend_fake = {"fake",        fake_open,         fake_plan, fake_run_item,
-                                      fake_add_item, fake_hook_seconds, fake_close};
+const sdm_backend sdm_backend_fake = {
+    .name = "fake",
+    .open = fake_open,
+    .plan = fake_plan,
+    .run_item = fake_run_item,
+    .write_record = NULL, /* no per-item records: there are no activations to keep */
+    .add_item = fake_add_item,
+    .hook_seconds = fake_hook_seconds,
+    .close = fake_close,
+};

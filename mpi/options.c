@@ -30,6 +30,7 @@ void sdm_usage(FILE *out) {
                "  --target FILE / --anchor FILE / --adversarial NAME=FILE / --template T\n"
                "  --sampler NAME / --steps N / --max-steps K / --guidance G / --eta E / --seed S / --seeds LIST\n"
                "  --size WxH / --limit N / --hooks ff|ff,attn2   as in `sdprune stats --help`\n"
+          "  --per-item             per-item records in DIR/stats.items/ (engine backend), linked from stats.h5\n"
                "  --out DIR              output folder (DIR/shards/, DIR/stats.h5)\n"
                "  --checkpoint-every N   rewrite a rank's shard after every N items (default: after each item, or\n"
                "                         less often when rewriting costs more than 5%% of the item time)\n"
@@ -377,9 +378,8 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
                         "file or the command line (see --help)\n");
     return 2;
   }
-  if (o->per_item) {
-    fprintf(stderr, CMD ": --per-item records are not supported by the MPI driver yet; use `sdprune stats "
-                        "--per-item`\n");
+  if (o->per_item && !strcmp(o->backend, "fake")) {
+    fprintf(stderr, CMD ": --per-item needs the engine backend\n");
     return 2;
   }
   for (int k = 0; k < o->n_sets; k++)

@@ -194,6 +194,10 @@ static int scan_shards(const char *dir, const sd_stats *plan, unsigned char *don
   for (; !rc && got < n; got++)
     if (sd_stats_read(paths[got], &sh[got], 0, err) != 0)
       rc = -1;
+  for (int f = 0; !rc && f < n; f++)
+    if (sh[f].settings.per_item != plan->settings.per_item)
+      rc = sd_fail(err, "%s: written %s --per-item; continue with the same settings", paths[f],
+                   sh[f].settings.per_item ? "with" : "without");
   if (!rc) {
     sd_shards_report r;
     sd_shards_check(plan, sh, (const char *const *)paths, n, NULL, 0, &r);
@@ -291,6 +295,8 @@ static int finish_reduce(const char *dir, sd_stats *s, int max_report, sd_shards
       dst->seconds = src->seconds;
       free(dst->error);
       dst->error = src->error ? sd_strdup(src->error) : NULL;
+      free(dst->per_item_file);
+      dst->per_item_file = src->per_item_file ? sd_strdup(src->per_item_file) : NULL;
     }
   }
   char out[4300];
@@ -360,10 +366,10 @@ static int cmd_reduce_dir(const sdm_options *o) {
 }
 
 /* Provenance of this run (identical on every rank but the time, which rank 0's wins in stats.h5). */
-static int fill_provenance(sd_stats *s, int argc, char **argv, sd_error *err) {
+static int fill_provenance(sd_stats *s, int per_item, int argc, char **argv, sd_error *err) {
   char when[32];
   sd_stats_settings *st = &s->settings;
-  st->per_item = 0;
+  st->per_item = per_item;
   st->sdprune_version = sd_strdup(sd_version());
   st->git_revision = sd_strdup(sd_git_revision());
   st->command_line = sd_command_line(argc, argv);
@@ -400,7 +406,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     goto fail_quiet;
 
   int truncated = 0;
-  if (be->plan(ctx, o, &s, &truncated, &err) != 0 || fill_provenance(&s, argc, argv, &err) != 0 ||
+  if (be->plan(ctx, o, &s, &truncated, &err) != 0 || fill_provenance(&s, o->per_item, argc, argv, &err) != 0 ||
       sd_stats_alloc_totals(&s, &err) != 0) {
     fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", g_rank, g_host, err.msg);
     failed = 1;
@@ -525,6 +531,19 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
               (unsigned long long)it->seed, ierr.msg);
       prog.printed = 0;
     } else {
+      if (o->per_item) { /* DIR/stats.items/<set>/<row>_seed<seed>.h5, linked from DIR/stats.h5 */
+        char rel[1200], full[5600], folder[5600];
+        snprintf(rel, sizeof rel, "stats.items/%s/%05d_seed%llu.h5", s.sets[it->set].name, it->row,
+                 (unsigned long long)it->seed);
+        snprintf(full, sizeof full, "%s/%s", dir, rel);
+        snprintf(folder, sizeof folder, "%s/stats.items/%s", dir, s.sets[it->set].name);
+        if (sd_mkdir_p(folder) != 0)
+          die("cannot create %s: %s", folder, strerror(errno));
+        if (be->write_record(ctx, &s, i, full, &err) != 0)
+          die("item %lld: %s", (long long)i, err.msg);
+        free(it->per_item_file);
+        it->per_item_file = sd_strdup(rel);
+      }
       double sec = sd_now() - t0;
       be->add_item(ctx, &s, i, sec);
       item_seconds += sec;
