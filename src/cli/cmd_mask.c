@@ -13,6 +13,7 @@
 #include "core/provenance.h"
 #include "core/sha256.h"
 #include "io/store_view.h"
+#include "prune/mask_build.h"
 #include "prune/mask_io.h"
 #include "prune/scores.h"
 #include "stats/stats_io.h"
@@ -209,10 +210,6 @@ static int read_statistics(const mask_options *o, sd_stats *s, sd_error *err) {
   return 0;
 }
 
-static int is_float(sd_dtype d) {
-  return d == SD_DTYPE_F32 || d == SD_DTYPE_F16 || d == SD_DTYPE_BF16 || d == SD_DTYPE_F64;
-}
-
 static void print_explain(const sd_mask *m) {
   int name_w = 5;
   for (int i = 0; i < m->n_layers; i++) {
@@ -257,7 +254,6 @@ int cmd_mask(int argc, char **argv) {
   sd_stats s;
   sd_mask m;
   sd_model *model = NULL;
-  sd_ff_weight *w2 = NULL;
   memset(&s, 0, sizeof s);
   memset(&m, 0, sizeof m);
   sd_cli_apply_threads(&o.common, "mask");
@@ -292,43 +288,13 @@ int cmd_mask(int argc, char **argv) {
   }
   if (sd_cli_open_model(&common, "mask", &model) != 0)
     goto done;
-  if (!s.settings.model_hash || strcmp(model->hash, s.settings.model_hash) != 0) {
-    sd_fail(&err, "%s: model %s has hash %s, but the statistics were taken on a model with hash %s", label, model->path,
-            model->hash, s.settings.model_hash ? s.settings.model_hash : "(none)");
-    goto fail;
-  }
-  if (!model->unet_view) {
-    sd_fail(&err, "%s: model %s has no UNet", label, model->path);
-    goto fail;
-  }
-
-  /* ff.net.2 weights [out, in = the layer's width] of the hooked layers, and the UNet's weight count. */
-  if (!(w2 = sd_calloc((size_t)s.n_layers + 1, sizeof *w2, &err)))
-    goto fail;
-  int64_t ff_total = 0, unet_total = 0;
-  for (int l = 0; l < s.n_layers; l++) {
-    if (s.layers[l].kind != SD_HOOK_FF_NEURONS)
-      continue;
-    char name[1100];
-    snprintf(name, sizeof name, "%s.weight", s.layers[l].name);
-    int64_t shape[2] = {-1, s.layers[l].width};
-    const float *w = sd_view_get(model->unet_view, name, 2, shape, &err);
-    if (!w)
-      goto fail;
-    w2[l].rows = (int)sd_store_find(model->unet_view, name)->shape[0];
-    w2[l].w = w;
-    ff_total += (int64_t)w2[l].rows * s.layers[l].width;
-  }
-  for (int i = 0; i < model->unet_view->count; i++)
-    if (is_float(model->unet_view->tensors[i].dtype))
-      unet_total += sd_tensor_numel(&model->unet_view->tensors[i]);
-
-  double t_score = sd_now();
-  if (sd_score_mask(o.method, &s, w2, &o.params, &m, &err) != 0) {
+  sd_mask_build_info info;
+  if (sd_mask_build(o.method, &s, model, &o.params, &m, &info, &err) != 0) {
     sd_fail_prefix(&err, "%s", label);
     goto fail;
   }
-  t_score = sd_now() - t_score;
+  int64_t ff_total = info.ff_weights, unet_total = info.unet_weights;
+  double t_score = info.score_seconds;
 
   /* Sources and provenance. */
   char when[32];
@@ -372,7 +338,6 @@ int cmd_mask(int argc, char **argv) {
 fail:
   fprintf(stderr, "sdprune mask: %s\n", err.msg);
 done:
-  free(w2);
   sd_mask_free(&m);
   sd_stats_free(&s);
   sd_model_close(model);
