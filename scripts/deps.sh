@@ -2,8 +2,9 @@
 # Installs the Debian packages sdprune needs to build, test and run (only those missing).
 # Needs root for apt-get; prints what is missing otherwise.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev
-  libzip-dev libpng-dev libhdf5-dev libopenmpi-dev openmpi-bin python3 python3-numpy python3-h5py python3-pandas)
+packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcyaml-dev libyaml-dev
+  libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev libopenmpi-dev openmpi-bin
+  python3 python3-numpy python3-h5py python3-pandas)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,10 @@
-/* Job files (jobs/*.yaml): one documented YAML file describes a statistics + mask run (model and part
+/* Job files (jobs/NAME.yaml): one documented YAML file describes a statistics + mask run (model and part
  * overrides, tokenizer, prompt sets with roles, seeds, sampler settings, hooks, per-item records, the
  * mask method and its parameters, the output folder). Parsed with libcyaml (a schema mapped onto these
  * structs); unknown keys and wrong types are errors naming file, line and key. Every key can be
- * overridden as "section.key=value" (the `--set` option). Knows nothing of the engine or MPI. */
+ * overridden as "section.key=value" (the `--set` option). Knows nothing of the engine or MPI.
+ * The keys, types and defaults are documented in docs-draft/jobs.md. Paths in the file (model.*, sets'
+ * files) are relative to the job file's folder; `out` and paths given as overrides to the current one. */
 #ifndef SD_JOB_H
 #define SD_JOB_H
 
@@ -11,14 +13,17 @@
 #include "core/error.h"
 
 typedef struct {
-  char *name;     /* "target", "anchor", or the adversarial set's name */
-  char *role;     /* "target", "anchor", "adversarial" */
-  char *file;     /* prompt file (.txt/.csv), relative paths resolved against the job file's folder */
+  char *name;         /* "target", "anchor", or the adversarial set's name */
+  char *role;         /* "target", "anchor", "adversarial" */
+  char *file;         /* prompt file (.txt/.csv), relative paths resolved against the job file's folder */
   char *template_str; /* NULL: the file's prompt column */
 } sd_job_set;
 
+struct sd_job_source;
+
 typedef struct {
-  char *path; /* the job file */
+  char *path;        /* the job file */
+  char *description; /* free text, or NULL */
   /* model */
   char *model, *unet, *text_encoder, *config, *tokenizer, *prediction; /* NULL when absent */
   /* prompt sets */
@@ -46,14 +51,18 @@ typedef struct {
   char **adversarial; /* sets chosen for sensitivity */
   int n_adversarial;
   int with_wanda;
+  double wanda_ratio, wanda_select_ratio; /* with_wanda: the wanda parameters (0.01, 0) */
+  int wanda_tau;                          /* with_wanda (10) */
   /* output */
-  char *out; /* output folder */
-  int threads; /* 0: from SLURM_CPUS_PER_TASK etc. */
+  char *out;                    /* output folder */
+  int threads;                  /* 0: from SLURM_CPUS_PER_TASK etc. */
+  struct sd_job_source *source; /* private: the file's text and the overrides, rebuilt on each override */
 } sd_job;
 
 /* Loads and validates a job file (*job zeroed first; defaults as `sdprune stats`/`mask`). */
 int sd_job_load(const char *path, sd_job *job, sd_error *err);
-/* Applies one "section.key=value" override (e.g. "sampler.steps=20"); errors name the key. */
+/* Applies one "section.key=value" override (e.g. "sampler.steps=20", "seeds.list=[0,1]", "mask=null"); the
+ * value is YAML of the key's type, null restores the default. On error the job is unchanged. */
 int sd_job_set_override(sd_job *job, const char *assignment, sd_error *err);
 void sd_job_free(sd_job *job);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/ldm_yaml.h"
 #include "io/names_text.h"
 #include "io/names_unet.h"
 #include "io/store_view.h"
@@ -299,7 +300,9 @@ static void compute_hash(sd_model *m) {
 }
 
 /* --config: a diffusers folder (its unet/text_encoder/vae configs), a JSON file with "unet"/"text"/"vae"
- * objects (the layout of our checkpoints' __metadata__ config), or a UNet config alone (ldm or diffusers). */
+ * objects (the layout of our checkpoints' __metadata__ config), a UNet config alone (ldm or diffusers), or
+ * an ldm inference YAML (v1-inference.yaml ...; io/ldm_yaml.c turns it into the first JSON layout, with
+ * "parameterization", which then decides eps or v unless --prediction is given). */
 static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
   if (sd_is_dir(path)) {
     int failed = 0;
@@ -328,7 +331,7 @@ static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
     free(vae);
     return rc;
   }
-  char *text = sd_read_text_file(path, 1 << 20, err);
+  char *text = sd_ldm_yaml_is_yaml(path) ? sd_ldm_yaml_to_json(path, err) : sd_read_text_file(path, 1 << 20, err);
   if (!text) return -1;
   json_error_t jerr;
   json_t *root = json_loads(text, 0, &jerr);
@@ -338,6 +341,11 @@ static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
     return sd_fail(err, "%s: not a JSON object (%s, line %d)", path, jerr.text, jerr.line);
   }
   json_t *t = json_object_get(root, "text"), *v = json_object_get(root, "vae");
+  json_t *param = json_object_get(root, "parameterization");
+  if (json_is_string(param)) {
+    m->v_prediction = strcmp(json_string_value(param), "v") == 0;
+    m->prediction_source = "--config";
+  }
   if (json_is_object(t)) {
     free(m->text_config_json);
     m->text_config_json = json_dumps(t, JSON_COMPACT);
@@ -358,8 +366,9 @@ static int apply_config_override(sd_model *m, const char *path, sd_error *err) {
   return rc;
 }
 
-/* What the UNet predicts: --prediction, else the diffusers scheduler's prediction_type, else the checkpoint
- * metadata's ldm parameterization, else eps. Nothing in the weights tells eps and v models apart. */
+/* What the UNet predicts: --prediction, else the parameterization of --config, else the diffusers scheduler's
+ * prediction_type, else the checkpoint metadata's ldm parameterization, else eps. Nothing in the weights
+ * tells eps and v models apart. */
 static int resolve_prediction(sd_model *m, const char *option, sd_error *err) {
   if (option) {
     if (strcmp(option, "eps") != 0 && strcmp(option, "v") != 0)
@@ -368,7 +377,8 @@ static int resolve_prediction(sd_model *m, const char *option, sd_error *err) {
     m->prediction_source = "--prediction";
     return 0;
   }
-  if (m->scheduler_config_json) {
+  int from_config = m->prediction_source && strcmp(m->prediction_source, "--config") == 0;
+  if (m->scheduler_config_json && !from_config) {
     json_t *root = json_loads(m->scheduler_config_json, 0, NULL);
     json_t *p = json_object_get(root, "prediction_type");
     if (json_is_string(p)) {
