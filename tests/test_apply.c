@@ -28,7 +28,8 @@ static int build_mask(const sd_tensor_store *view, int seed, sd_mask *m) {
     const sd_tensor *t = &view->tensors[i];
     const char *suffix = ".ff.net.2.weight";
     size_t n = strlen(t->name), k = strlen(suffix);
-    if (n < k || strcmp(t->name + n - k, suffix) != 0 || t->ndim != 2) continue;
+    if (n < k || strcmp(t->name + n - k, suffix) != 0 || t->ndim != 2)
+      continue;
     sd_mask_layer *l = &m->layers[m->n_layers++];
     l->weight = strdup(t->name);
     l->layer = strndup(t->name, n - 7);
@@ -36,11 +37,13 @@ static int build_mask(const sd_tensor_store *view, int seed, sd_mask *m) {
     l->cols = (int)t->shape[1];
     l->neurons = malloc(sizeof(int32_t) * (size_t)l->cols);
     for (int j = 0; j < l->cols; j++)
-      if (j % 5 == seed % 5) l->neurons[l->n_neurons++] = j;
+      if (j % 5 == seed % 5)
+        l->neurons[l->n_neurons++] = j;
     int64_t size = (int64_t)l->rows * l->cols;
     l->weights = malloc(sizeof(int64_t) * (size_t)size);
     for (int64_t w = 0; w < size; w++)
-      if ((7 * w + seed) % 11 == 0) l->weights[l->n_weights++] = w;
+      if ((7 * w + seed) % 11 == 0)
+        l->weights[l->n_weights++] = w;
   }
   return m->n_layers;
 }
@@ -62,7 +65,8 @@ static int write_mask_main(int argc, char **argv) {
   }
   const char *config = argc > 4 && strcmp(argv[4], "-") ? argv[4] : NULL, *mode = argc > 5 ? argv[5] : "0";
   sd_model *model;
-  if (open_model(argv[3], config, NULL, &model) != 0) return 1;
+  if (open_model(argv[3], config, NULL, &model) != 0)
+    return 1;
   sd_mask m;
   build_mask(model->unet_view, atoi(mode), &m);
   if (!strcmp(mode, "bad-layer")) {
@@ -77,7 +81,8 @@ static int write_mask_main(int argc, char **argv) {
   }
   sd_error err;
   int rc = sd_mask_write(argv[2], &m, &err);
-  if (rc != 0) fprintf(stderr, "%s\n", err.msg);
+  if (rc != 0)
+    fprintf(stderr, "%s\n", err.msg);
   sd_mask_free(&m);
   sd_model_close(model);
   return rc ? 1 : 0;
@@ -85,7 +90,8 @@ static int write_mask_main(int argc, char **argv) {
 
 static unsigned char *read_all(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+  if (!f)
+    return NULL;
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
   fseek(f, 0, SEEK_SET);
@@ -108,7 +114,8 @@ static const sd_mask_layer *layer_for_key(const sd_mask *m, const char *key, con
   for (int i = 0; i < m->n_layers; i++) {
     char full[700];
     snprintf(full, sizeof full, "%s%s", prefix, m->layers[i].weight);
-    if (!strcmp(full, key)) return &m->layers[i];
+    if (!strcmp(full, key))
+      return &m->layers[i];
   }
   return NULL;
 }
@@ -137,12 +144,15 @@ static int64_t compare_checkpoints(const char *orig_path, const char *pruned_pat
       continue;
     }
     int same_meta = x->dtype == y->dtype && x->ndim == y->ndim && x->nbytes == y->nbytes;
-    for (int d = 0; same_meta && d < x->ndim; d++) same_meta = x->shape[d] == y->shape[d];
+    for (int d = 0; same_meta && d < x->ndim; d++)
+      same_meta = x->shape[d] == y->shape[d];
     CHECK(same_meta, "%s: '%s' changed dtype or shape", what, x->name);
-    if (!same_meta) continue;
+    if (!same_meta)
+      continue;
     const sd_mask_layer *l = layer_for_key(m, x->name, prefix);
     if (!l) {
-      if (memcmp(x->data, y->data, x->nbytes) != 0) bad_untouched++;
+      if (memcmp(x->data, y->data, x->nbytes) != 0)
+        bad_untouched++;
       continue;
     }
     patched_tensors++;
@@ -155,7 +165,8 @@ static int64_t compare_checkpoints(const char *orig_path, const char *pruned_pat
     for (int64_t e = 0; e < numel; e++) {
       if (pruned[e]) {
         zeros++;
-        if (memcmp(py + e * es, zero, es) != 0) bad_pruned++;
+        if (memcmp(py + e * es, zero, es) != 0)
+          bad_pruned++;
       } else if (memcmp(px + e * es, py + e * es, es) != 0) {
         bad_kept++;
       }
@@ -174,8 +185,12 @@ static int64_t compare_checkpoints(const char *orig_path, const char *pruned_pat
 
 static int apply_to(const sd_model *model, const sd_mask *m, const char *out, int force, int override,
                     sd_apply_result *res, sd_error *err) {
-  sd_apply_options opt = {.out = out, .force = force, .unet_override = override, .mask_path = "in-memory.h5",
-                          .mask_sha256 = "00", .command_line = "test_apply"};
+  sd_apply_options opt = {.out = out,
+                          .force = force,
+                          .unet_override = override,
+                          .mask_path = "in-memory.h5",
+                          .mask_sha256 = "00",
+                          .command_line = "test_apply"};
   return sd_apply_mask_checkpoint(model, m, &opt, res, err);
 }
 
@@ -184,8 +199,10 @@ static int unet_eps(sd_unet *u, float *eps) {
   enum { N = 2 * 4 * 8 * 8 };
   static float x[N], ctx[2 * 77 * 32];
   float t[2] = {250, 999};
-  for (int i = 0; i < N; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
-  for (int i = 0; i < 2 * 77 * 32; i++) ctx[i] = (float)((i * 13) % 97) / 97.0f - 0.5f;
+  for (int i = 0; i < N; i++)
+    x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+  for (int i = 0; i < 2 * 77 * 32; i++)
+    ctx[i] = (float)((i * 13) % 97) / 97.0f - 0.5f;
   sd_error err;
   int rc = sd_unet_forward(u, x, 2, 8, 8, t, ctx, 77, eps, &err);
   CHECK(rc == 0, "forward: %s", err.msg);
@@ -200,11 +217,13 @@ static const sd_linear *ff_out_of(sd_unet *u, const char *layer) {
   for (int g = 0; g < 3; g++)
     for (int i = 0; i < counts[g]; i++)
       for (int l = 0; l < groups[g][i].n_layers; l++) {
-        if (groups[g][i].layers[l].kind != SD_LAYER_ATTN) continue;
+        if (groups[g][i].layers[l].kind != SD_LAYER_ATTN)
+          continue;
         sd_unet_transformer *tr = &groups[g][i].layers[l].attn;
         for (int d = 0; d < tr->depth; d++) {
           snprintf(name, sizeof name, "%s.ff.net.2", tr->blocks[d].site);
-          if (!strcmp(name, layer)) return &tr->blocks[d].ff_out;
+          if (!strcmp(name, layer))
+            return &tr->blocks[d].ff_out;
         }
       }
   return NULL;
@@ -250,16 +269,20 @@ static void test_in_memory(const char *model_path, const char *pruned_path, cons
   for (int i = 0; i < m->n_layers; i++) {
     const sd_linear *la = ff_out_of(&ua, m->layers[i].layer), *lb = ff_out_of(&ub, m->layers[i].layer);
     CHECK(la && lb, "site of %s", m->layers[i].layer);
-    if (la && lb) weights_differ += memcmp(la->w, lb->w, sizeof(float) * (size_t)la->out * (size_t)la->in) != 0;
+    if (la && lb)
+      weights_differ += memcmp(la->w, lb->w, sizeof(float) * (size_t)la->out * (size_t)la->in) != 0;
   }
-  CHECK(weights_differ == 0, "%lld ff.net.2 weights differ between the masked and the pruned UNet", (long long)weights_differ);
+  CHECK(weights_differ == 0, "%lld ff.net.2 weights differ between the masked and the pruned UNet",
+        (long long)weights_differ);
   unet_eps(&ua, eps_mem);
   unet_eps(&ub, eps_file);
-  for (int i = 0; i < N; i++) differ += memcmp(&eps_mem[i], &eps_file[i], sizeof(float)) != 0;
+  for (int i = 0; i < N; i++)
+    differ += memcmp(&eps_mem[i], &eps_file[i], sizeof(float)) != 0;
   CHECK(differ == 0, "in-memory mask vs pruned checkpoint: %lld of %d eps values differ (want bit-identical)",
         (long long)differ, N);
   int64_t changed = 0;
-  for (int i = 0; i < N; i++) changed += eps_orig[i] != eps_mem[i];
+  for (int i = 0; i < N; i++)
+    changed += eps_orig[i] != eps_mem[i];
   CHECK(changed > 0, "pruning changed eps (%lld values)", (long long)changed);
   sd_unet_free(&ua);
   sd_unet_free(&ub);
@@ -269,16 +292,18 @@ static void test_in_memory(const char *model_path, const char *pruned_path, cons
 }
 
 int main(int argc, char **argv) {
-  if (argc > 1 && !strcmp(argv[1], "--write-mask")) return write_mask_main(argc, argv);
+  if (argc > 1 && !strcmp(argv[1], "--write-mask"))
+    return write_mask_main(argc, argv);
   const char *ref = test_reference_dir();
-  char tmpl[] = "/tmp/test_apply.XXXXXX", model_path[600], ckpt_path[600], config[600], out[700], out2[700],
-       back[700], restore[700];
+  char tmpl[] = "/tmp/test_apply.XXXXXX", model_path[600], ckpt_path[600], config[600], out[700], out2[700], back[700],
+       restore[700];
   char *tmp = mkdtemp(tmpl);
   snprintf(model_path, sizeof model_path, "%s/tiny-sd1/model.safetensors", ref);
   snprintf(ckpt_path, sizeof ckpt_path, "%s/tiny-sd1/model.ckpt", ref);
   snprintf(config, sizeof config, "%s/tiny-sd1-diffusers", ref);
   sd_model *model;
-  if (!tmp || open_model(model_path, NULL, NULL, &model) != 0) return 1;
+  if (!tmp || open_model(model_path, NULL, NULL, &model) != 0)
+    return 1;
   sd_mask m;
   CHECK(build_mask(model->unet_view, 1, &m) == 7, "7 ff.net.2 layers in tiny-sd1 (got %d)", m.n_layers);
   sd_error err;
@@ -292,7 +317,8 @@ int main(int argc, char **argv) {
   CHECK(!strcmp(res.format, "safetensors") && !strcmp(res.layout, "single-file"), "format %s, layout %s", res.format,
         res.layout);
   int64_t want = 0;
-  for (int i = 0; i < m.n_layers; i++) want += sd_mask_layer_pruned(&m.layers[i]);
+  for (int i = 0; i < m.n_layers; i++)
+    want += sd_mask_layer_pruned(&m.layers[i]);
   CHECK(res.pruned == want && res.n_layers == 7, "pruned %lld, want %lld", (long long)res.pruned, (long long)want);
   int64_t zeros = compare_checkpoints(model_path, out, &m, "model.diffusion_model.", "safetensors");
   CHECK(zeros == want, "safetensors: %lld pruned elements seen, want %lld", (long long)zeros, (long long)want);
@@ -300,7 +326,8 @@ int main(int argc, char **argv) {
     size_t n;
     unsigned char *bytes = read_all(out, &n);
     uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = hl << 8 | bytes[i];
+    for (int i = 7; i >= 0; i--)
+      hl = hl << 8 | bytes[i];
     CHECK(hl % 8 == 0, "header length %llu is a multiple of 8", (unsigned long long)hl);
     CHECK(memmem(bytes + 8, hl, "\"sdprune_mask\"", 14) != NULL, "header has __metadata__ sdprune_mask");
     CHECK(memmem(bytes + 8, hl, "\"config\"", 8) != NULL, "header keeps the original metadata");
@@ -355,7 +382,8 @@ int main(int argc, char **argv) {
     snprintf(out, sizeof out, "%s/zpruned.ckpt", tmp);
     int zrc = apply_to(zm, &m, out, 0, 0, &res, &err);
     CHECK(zrc == 0, "apply to .ckpt: %s", err.msg);
-    CHECK(zrc == 0 && !strcmp(res.format, "torch-zip") && !res.note[0], "zip patched in place (%s; %s)", res.format, res.note);
+    CHECK(zrc == 0 && !strcmp(res.format, "torch-zip") && !res.note[0], "zip patched in place (%s; %s)", res.format,
+          res.note);
     zeros = compare_checkpoints(ckpt_path, out, &m, "model.diffusion_model.", "torch zip");
     CHECK(zeros == want, "torch zip: %lld pruned elements seen, want %lld", (long long)zeros, (long long)want);
     snprintf(back, sizeof back, "%s/back.ckpt", tmp);
@@ -365,8 +393,7 @@ int main(int argc, char **argv) {
     /* --out NAME.safetensors converts on purpose */
     snprintf(out, sizeof out, "%s/converted.safetensors", tmp);
     zrc = apply_to(zm, &m, out, 0, 0, &res, &err);
-    CHECK(zrc == 0 && !strcmp(res.format, "safetensors-from-torch"),
-          "convert to safetensors: %s", err.msg);
+    CHECK(zrc == 0 && !strcmp(res.format, "safetensors-from-torch"), "convert to safetensors: %s", err.msg);
     zeros = compare_checkpoints(ckpt_path, out, &m, "model.diffusion_model.", "converted");
     CHECK(zeros == want, "converted: %lld pruned elements seen", (long long)zeros);
     sd_model_close(zm);
@@ -379,6 +406,7 @@ int main(int argc, char **argv) {
   sd_model_close(model);
   char cmd[800];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", tmp);
   return test_finish();
 }

@@ -38,8 +38,10 @@ int cmd_apply(int argc, char **argv) {
   int force = 0;
   for (int i = 1; i < argc; i++) {
     int r = sd_cli_common_option(&common, "apply", argc, argv, &i);
-    if (r < 0) return 2;
-    if (r > 0) continue;
+    if (r < 0)
+      return 2;
+    if (r > 0)
+      continue;
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
@@ -54,9 +56,12 @@ int cmd_apply(int argc, char **argv) {
       return 2;
     }
     const char *v = sd_cli_value("apply", argc, argv, &i);
-    if (!v) return 2;
-    if (!strcmp(a, "--mask")) mask_path = v;
-    else out = v;
+    if (!v)
+      return 2;
+    if (!strcmp(a, "--mask"))
+      mask_path = v;
+    else
+      out = v;
   }
   if (!common.model.path || !mask_path || !out) {
     fprintf(stderr, "sdprune apply: --model, --mask and --out are required (see --help)\n");
@@ -76,10 +81,12 @@ int cmd_apply(int argc, char **argv) {
   int status = 1;
   uint8_t digest[32];
   char mask_sha[65];
-  if (sd_mask_read(mask_path, &mask, &err) != 0 || sd_sha256_file(mask_path, digest, &err) != 0) goto fail;
+  if (sd_mask_read(mask_path, &mask, &err) != 0 || sd_sha256_file(mask_path, digest, &err) != 0)
+    goto fail;
   sd_sha256_hex(digest, mask_sha);
   /* opened directly, never through the weight cache: the UNet view must point into the source files */
-  if (sd_model_open(&common.model, &m, &err) != 0) goto fail;
+  if (sd_model_open(&common.model, &m, &err) != 0)
+    goto fail;
   sd_apply_options opt = {.out = out,
                           .force = force,
                           .unet_override = common.model.unet_path != NULL,
@@ -87,8 +94,10 @@ int cmd_apply(int argc, char **argv) {
                           .mask_sha256 = mask_sha,
                           .command_line = cmdline};
   sd_apply_result res;
-  if (sd_apply_mask_checkpoint(m, &mask, &opt, &res, &err) != 0) goto fail;
-  if (res.note[0]) fprintf(stderr, "sdprune apply: note: %s\n", res.note);
+  if (sd_apply_mask_checkpoint(m, &mask, &opt, &res, &err) != 0)
+    goto fail;
+  if (res.note[0])
+    fprintf(stderr, "sdprune apply: note: %s\n", res.note);
   fprintf(stderr,
           "sdprune apply: pruned %lld of %lld ff.net.2 weights (%.4g%%) in %d layers; wrote %s (%s, %.1f MB) and %s "
           "in %.1f s\n",

@@ -33,12 +33,16 @@ int cmd_restore(int argc, char **argv) {
       force = 1;
       continue;
     }
-    const char **dst = !strcmp(a, "--model") ? &pruned : !strcmp(a, "--restore") ? &restore : !strcmp(a, "--out") ? &out : NULL;
+    const char **dst = !strcmp(a, "--model")     ? &pruned
+                       : !strcmp(a, "--restore") ? &restore
+                       : !strcmp(a, "--out")     ? &out
+                                                 : NULL;
     if (!dst) {
       fprintf(stderr, "sdprune restore: unknown option '%s' (see --help)\n", a);
       return 2;
     }
-    if (!(*dst = sd_cli_value("restore", argc, argv, &i))) return 2;
+    if (!(*dst = sd_cli_value("restore", argc, argv, &i)))
+      return 2;
   }
   if (!pruned || !restore || !out) {
     fprintf(stderr, "sdprune restore: --model, --restore and --out are required (see --help)\n");
@@ -52,7 +56,8 @@ int cmd_restore(int argc, char **argv) {
     fprintf(stderr, "sdprune restore: %s\n", err.msg);
     return 1;
   }
-  fprintf(stderr, "sdprune restore: restored %lld elements of %d tensors; wrote %s (%s, %d file%s, %.1f MB) in %.1f s\n",
+  fprintf(stderr,
+          "sdprune restore: restored %lld elements of %d tensors; wrote %s (%s, %d file%s, %.1f MB) in %.1f s\n",
           (long long)res.restored, res.n_tensors, res.out_path, res.format, res.n_files, res.n_files == 1 ? "" : "s",
           (double)res.bytes / 1e6, sd_now() - t0);
   return 0;

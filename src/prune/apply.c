@@ -72,11 +72,13 @@ static sd_unet_tblock *find_tblock(sd_unet *u, const char *layer) {
     for (int i = 0; groups[g] && i < counts[g]; i++) {
       sd_unet_block *blk = &groups[g][i];
       for (int l = 0; l < blk->n_layers; l++) {
-        if (blk->layers[l].kind != SD_LAYER_ATTN) continue;
+        if (blk->layers[l].kind != SD_LAYER_ATTN)
+          continue;
         sd_unet_transformer *tr = &blk->layers[l].attn;
         for (int d = 0; tr->blocks && d < tr->depth; d++) {
           snprintf(name, sizeof name, "%s.ff.net.2", tr->blocks[d].site);
-          if (strcmp(name, layer) == 0) return &tr->blocks[d];
+          if (strcmp(name, layer) == 0)
+            return &tr->blocks[d];
         }
       }
     }
@@ -86,17 +88,22 @@ static sd_unet_tblock *find_tblock(sd_unet *u, const char *layer) {
 int sd_mask_apply_unet(sd_unet *unet, const sd_mask *mask, sd_mask_unet_copies *owned, sd_error *err) {
   memset(owned, 0, sizeof *owned);
   int n = mask->n_layers, rc = -1;
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   sd_unet_tblock **blocks = sd_calloc((size_t)n, sizeof *blocks, err);
   float **copies = sd_calloc((size_t)n, sizeof *copies, err);
-  if (!blocks || !copies) goto done;
+  if (!blocks || !copies)
+    goto done;
   for (int i = 0; i < n; i++) {
     const sd_mask_layer *l = &mask->layers[i];
-    if (check_layer("mask", l, err) != 0) goto done;
+    if (check_layer("mask", l, err) != 0)
+      goto done;
     sd_unet_tblock *tb = find_tblock(unet, l->layer);
     if (!tb) {
-      sd_fail(err, "mask layer '%s' is not the ff.net.2 of a transformer block of this UNet (mask from another architecture?)",
-              l->layer);
+      sd_fail(
+          err,
+          "mask layer '%s' is not the ff.net.2 of a transformer block of this UNet (mask from another architecture?)",
+          l->layer);
       goto done;
     }
     if (tb->ff_out.out != l->rows || tb->ff_out.in != l->cols) {
@@ -115,18 +122,21 @@ int sd_mask_apply_unet(sd_unet *unet, const sd_mask *mask, sd_mask_unet_copies *
   for (int i = 0; i < n; i++) {
     const sd_mask_layer *l = &mask->layers[i];
     size_t numel = (size_t)l->rows * (size_t)l->cols;
-    if (!(copies[i] = sd_malloc(numel * sizeof(float), err))) goto done;
+    if (!(copies[i] = sd_malloc(numel * sizeof(float), err)))
+      goto done;
     memcpy(copies[i], blocks[i]->ff_out.w, numel * sizeof(float));
     sd_mask_layer_apply_f32(l, copies[i]);
   }
-  for (int i = 0; i < n; i++) blocks[i]->ff_out.w = copies[i];
+  for (int i = 0; i < n; i++)
+    blocks[i]->ff_out.w = copies[i];
   owned->copies = copies;
   owned->n = n;
   copies = NULL;
   rc = 0;
 done:
   if (copies) {
-    for (int i = 0; i < n; i++) free(copies[i]);
+    for (int i = 0; i < n; i++)
+      free(copies[i]);
     free(copies);
   }
   free(blocks);
@@ -134,8 +144,10 @@ done:
 }
 
 void sd_mask_unet_copies_free(sd_mask_unet_copies *owned) {
-  if (!owned) return;
-  for (int i = 0; i < owned->n; i++) free(owned->copies[i]);
+  if (!owned)
+    return;
+  for (int i = 0; i < owned->n; i++)
+    free(owned->copies[i]);
   free(owned->copies);
   owned->copies = NULL;
   owned->n = 0;
@@ -143,13 +155,18 @@ void sd_mask_unet_copies_free(sd_mask_unet_copies *owned) {
 
 /* ---- small helpers ---- */
 
-static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint16_t rd16(const unsigned char *p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
 static uint32_t rd32(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static uint64_t rd64(const unsigned char *p) {
+  return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
 static void wr_le(unsigned char *p, uint64_t v, int n) {
-  for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+  for (int i = 0; i < n; i++)
+    p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -161,7 +178,8 @@ static const char *const weight_exts[] = {".safetensors", ".ckpt", ".pt", ".pth"
 
 void sd_restore_path_for(const char *out, char *buf, size_t size) {
   size_t n = strlen(out);
-  while (n > 1 && out[n - 1] == '/') n--;
+  while (n > 1 && out[n - 1] == '/')
+    n--;
   for (int i = 0; weight_exts[i]; i++) {
     size_t e = strlen(weight_exts[i]);
     if (n > e && strncmp(out + n - e, weight_exts[i], e) == 0 && out[n - e - 1] != '/') {
@@ -185,14 +203,19 @@ static int same_file(const char *a, const char *b) {
 /* 1 if `inner` is `outer` or lies below it (both resolved; inner need not exist, its parent must). */
 static int path_inside(const char *inner, const char *outer) {
   char ri[PATH_MAX], ro[PATH_MAX], parent[PATH_MAX];
-  if (!realpath(outer, ro)) return 0;
+  if (!realpath(outer, ro))
+    return 0;
   if (!realpath(inner, ri)) {
     snprintf(parent, sizeof parent, "%s", inner);
     char *slash = strrchr(parent, '/');
-    if (slash == parent) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(parent, sizeof parent, ".");
-    if (!realpath(parent, ri)) return 0;
+    if (slash == parent)
+      slash[1] = 0;
+    else if (slash)
+      *slash = 0;
+    else
+      snprintf(parent, sizeof parent, ".");
+    if (!realpath(parent, ri))
+      return 0;
     const char *base = strrchr(inner, '/') ? strrchr(inner, '/') + 1 : inner;
     size_t n = strlen(ri);
     snprintf(ri + n, sizeof ri - n, "%s%s", n && ri[n - 1] == '/' ? "" : "/", base);
@@ -203,14 +226,16 @@ static int path_inside(const char *inner, const char *outer) {
 
 static void remove_tree(const char *path) {
   struct stat st;
-  if (lstat(path, &st) != 0) return;
+  if (lstat(path, &st) != 0)
+    return;
   if (S_ISDIR(st.st_mode)) {
     DIR *d = opendir(path);
     if (d) {
       struct dirent *e;
       char child[4200];
       while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+          continue;
         snprintf(child, sizeof child, "%s/%s", path, e->d_name);
         remove_tree(child);
       }
@@ -226,12 +251,14 @@ static void remove_tree(const char *path) {
  * put back if the move fails, removed after). */
 static int replace_dir(const char *tmp, const char *final, sd_error *err) {
   if (!path_exists(final)) {
-    if (rename(tmp, final) != 0) return sd_fail(err, "%s: cannot rename %s to it: %s", final, tmp, strerror(errno));
+    if (rename(tmp, final) != 0)
+      return sd_fail(err, "%s: cannot rename %s to it: %s", final, tmp, strerror(errno));
     return 0;
   }
   char old[4200];
   snprintf(old, sizeof old, "%s.old-%ld", final, (long)getpid());
-  if (rename(final, old) != 0) return sd_fail(err, "%s: cannot move the existing output aside: %s", final, strerror(errno));
+  if (rename(final, old) != 0)
+    return sd_fail(err, "%s: cannot move the existing output aside: %s", final, strerror(errno));
   if (rename(tmp, final) != 0) {
     int e = errno;
     rename(old, final);
@@ -245,7 +272,8 @@ static int map_file(const char *path, unsigned char **map, uint64_t *size, sd_er
   *map = NULL;
   *size = 0;
   int fd = open(path, O_RDONLY);
-  if (fd < 0) return sd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+  if (fd < 0)
+    return sd_fail(err, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
@@ -258,14 +286,16 @@ static int map_file(const char *path, unsigned char **map, uint64_t *size, sd_er
   }
   void *m = mmap(NULL, (size_t)*size, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
-  if (m == MAP_FAILED) return sd_fail(err, "%s: cannot mmap: %s", path, strerror(errno));
+  if (m == MAP_FAILED)
+    return sd_fail(err, "%s: cannot mmap: %s", path, strerror(errno));
   madvise(m, (size_t)*size, MADV_SEQUENTIAL);
   *map = m;
   return 0;
 }
 
 static void unmap_file(unsigned char *map, uint64_t size) {
-  if (map && size) munmap(map, (size_t)size);
+  if (map && size)
+    munmap(map, (size_t)size);
 }
 
 /* CRC-32 (ISO-HDLC, the zip one), bytewise table: only the patched storages are hashed. */
@@ -275,13 +305,15 @@ static uint32_t crc32_bytes(const unsigned char *p, uint64_t n) {
   if (!ready) {
     for (uint32_t i = 0; i < 256; i++) {
       uint32_t c = i;
-      for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      for (int k = 0; k < 8; k++)
+        c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
       table[i] = c;
     }
     ready = 1;
   }
   uint32_t c = 0xFFFFFFFFu;
-  for (uint64_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  for (uint64_t i = 0; i < n; i++)
+    c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
 
@@ -310,14 +342,16 @@ static int stream_open(out_stream *s, const char *path, int hash_in, sd_error *e
 }
 
 static void feed_in(out_stream *s, const void *in, size_t n) {
-  if (!s->hash_in) return;
+  if (!s->hash_in)
+    return;
   sd_sha256_update(&s->in, in, n);
   s->in_bytes += n;
 }
 
 /* Writes `out` (n bytes) in place of `in` (the original bytes, or NULL when there are none). */
 static int emit(out_stream *s, const void *in, const void *out, size_t n, sd_error *err) {
-  if (!n) return 0;
+  if (!n)
+    return 0;
   if (s->hash_in && in) {
 #pragma omp parallel sections num_threads(2) if (n >= ((size_t)1 << 20))
     {
@@ -330,24 +364,30 @@ static int emit(out_stream *s, const void *in, const void *out, size_t n, sd_err
   } else {
     sd_sha256_update(&s->out, out, n);
   }
-  if (fwrite(out, 1, n, s->f) != n) return sd_fail(err, "%s: write failed: %s", s->path, strerror(errno));
+  if (fwrite(out, 1, n, s->f) != n)
+    return sd_fail(err, "%s: write failed: %s", s->path, strerror(errno));
   s->bytes += n;
   return 0;
 }
 
 static int stream_close(out_stream *s, sd_error *err) {
   int ok = fflush(s->f) == 0, e = errno;
-  if (ok && fsync(fileno(s->f)) != 0) ok = 0, e = errno;
-  if (fclose(s->f) != 0 && ok) ok = 0, e = errno;
+  if (ok && fsync(fileno(s->f)) != 0)
+    ok = 0, e = errno;
+  if (fclose(s->f) != 0 && ok)
+    ok = 0, e = errno;
   s->f = NULL;
-  if (!ok) return sd_fail(err, "%s: write failed: %s", s->path, strerror(e));
+  if (!ok)
+    return sd_fail(err, "%s: write failed: %s", s->path, strerror(e));
   return 0;
 }
 
 static void stream_abort(out_stream *s) {
-  if (s->f) fclose(s->f);
+  if (s->f)
+    fclose(s->f);
   s->f = NULL;
-  if (s->path[0]) unlink(s->path);
+  if (s->path[0])
+    unlink(s->path);
   s->path[0] = 0;
 }
 
@@ -379,8 +419,10 @@ static int apply_elements(unsigned char *buf, const edit *e, const char *name, s
       return sd_fail(err, "%s: element index %lld of the tensor at byte %llu is out of range or not increasing", name,
                      (long long)e->index[k], (unsigned long long)e->offset);
     unsigned char *dst = buf + (size_t)e->index[k] * e->esize;
-    if (e->values) memcpy(dst, e->values + (size_t)k * e->esize, e->esize);
-    else memset(dst, 0, e->esize); /* zero is all-zero bytes in F32, F16, BF16 and F64 */
+    if (e->values)
+      memcpy(dst, e->values + (size_t)k * e->esize, e->esize);
+    else
+      memset(dst, 0, e->esize); /* zero is all-zero bytes in F32, F16, BF16 and F64 */
   }
   return 0;
 }
@@ -388,7 +430,8 @@ static int apply_elements(unsigned char *buf, const edit *e, const char *name, s
 static int copy_plain(out_stream *s, const unsigned char *p, uint64_t n, sd_error *err) {
   while (n) {
     size_t k = n > COPY_CHUNK ? COPY_CHUNK : (size_t)n;
-    if (emit(s, p, p, k, err) != 0) return -1;
+    if (emit(s, p, p, k, err) != 0)
+      return -1;
     p += k;
     n -= k;
   }
@@ -403,20 +446,24 @@ static int copy_edited(out_stream *s, const char *name, const unsigned char *src
     if (e[i].offset < pos || e[i].offset > to || e[i].nbytes > to - e[i].offset)
       return sd_fail(err, "%s: a patch at byte %llu (%llu bytes) lies outside the data or overlaps another", name,
                      (unsigned long long)e[i].offset, (unsigned long long)e[i].nbytes);
-    if (copy_plain(s, src + pos, e[i].offset - pos, err) != 0) return -1;
+    if (copy_plain(s, src + pos, e[i].offset - pos, err) != 0)
+      return -1;
     const unsigned char *orig = src + e[i].offset;
     int rc;
     if (e[i].esize) {
       unsigned char *buf = sd_malloc(e[i].nbytes ? (size_t)e[i].nbytes : 1, err);
-      if (!buf) return -1;
+      if (!buf)
+        return -1;
       memcpy(buf, orig, (size_t)e[i].nbytes);
       rc = apply_elements(buf, &e[i], name, err);
-      if (rc == 0) rc = emit(s, orig, buf, (size_t)e[i].nbytes, err);
+      if (rc == 0)
+        rc = emit(s, orig, buf, (size_t)e[i].nbytes, err);
       free(buf);
     } else {
       rc = emit(s, orig, e[i].values, (size_t)e[i].nbytes, err);
     }
-    if (rc != 0) return -1;
+    if (rc != 0)
+      return -1;
     pos = e[i].offset + e[i].nbytes;
   }
   return copy_plain(s, src + pos, to - pos, err);
@@ -426,7 +473,7 @@ static int copy_edited(out_stream *s, const char *name, const unsigned char *src
 
 typedef struct {
   const sd_mask_layer *layer;
-  const sd_tensor *src;     /* the tensor in its source store */
+  const sd_tensor *src; /* the tensor in its source store */
   size_t esize;
   int64_t n;                /* pruned elements */
   int64_t *index;           /* [n] increasing flat indices */
@@ -442,13 +489,15 @@ typedef struct {
 
 static int collect_index(void *ctx, int64_t i) {
   index_sink *s = ctx;
-  if (s->n >= s->cap) return 1;
+  if (s->n >= s->cap)
+    return 1;
   s->index[s->n++] = i;
   return 0;
 }
 
 static void free_patches(patch *p, int n) {
-  if (!p) return;
+  if (!p)
+    return;
   for (int i = 0; i < n; i++) {
     free(p[i].index);
     free(p[i].original);
@@ -462,14 +511,18 @@ static int locate_patches(const sd_model *m, const sd_mask *mask, const char *ma
                           const sd_tensor_store **store, sd_error *err) {
   const char *ckpt = m->unet_view->path;
   patch *p = sd_calloc((size_t)mask->n_layers + 1, sizeof *p, err);
-  if (!p) return -1;
+  if (!p)
+    return -1;
   *store = NULL;
   for (int i = 0; i < mask->n_layers; i++) {
     const sd_mask_layer *l = &mask->layers[i];
-    if (check_layer(mask_path, l, err) != 0) goto fail;
+    if (check_layer(mask_path, l, err) != 0)
+      goto fail;
     char wname[600];
-    if (l->weight && *l->weight) snprintf(wname, sizeof wname, "%s", l->weight);
-    else snprintf(wname, sizeof wname, "%s.weight", l->layer);
+    if (l->weight && *l->weight)
+      snprintf(wname, sizeof wname, "%s", l->weight);
+    else
+      snprintf(wname, sizeof wname, "%s.weight", l->layer);
     const sd_tensor *vt = sd_store_find(m->unet_view, wname);
     if (!vt) {
       sd_fail(err, "%s: layer '%s' is not in %s (mask from another architecture?)", mask_path, l->layer, ckpt);
@@ -491,8 +544,10 @@ static int locate_patches(const sd_model *m, const sd_mask *mask, const char *ma
     for (int f = 0; f < m->n_files; f++)
       for (int t = 0; t < m->files[f]->count; t++) {
         const sd_tensor *c = &m->files[f]->tensors[t];
-        if (c->data != vt->data || c->nbytes != vt->nbytes || c->dtype != vt->dtype) continue;
-        if (!found || (ends_with(c->name, wname) && !ends_with(found->name, wname))) found = c, fs = m->files[f];
+        if (c->data != vt->data || c->nbytes != vt->nbytes || c->dtype != vt->dtype)
+          continue;
+        if (!found || (ends_with(c->name, wname) && !ends_with(found->name, wname)))
+          found = c, fs = m->files[f];
       }
     if (!found) {
       sd_fail(err, "%s: cannot find the file holding '%s' (weights replaced by a cache?)", ckpt, wname);
@@ -515,7 +570,8 @@ static int locate_patches(const sd_model *m, const sd_mask *mask, const char *ma
     index_sink sink = {sd_malloc((size_t)(n ? n : 1) * sizeof(int64_t), err), 0, n};
     p[i].index = sink.index;
     p[i].original = sd_malloc((size_t)(n ? n : 1) * p[i].esize, err);
-    if (!p[i].index || !p[i].original) goto fail;
+    if (!p[i].index || !p[i].original)
+      goto fail;
     if (sd_mask_layer_foreach(l, collect_index, &sink) != 0 || sink.n != n) {
       sd_fail(err, "%s: layer '%s': the pruned count does not match its indices", mask_path, l->layer);
       goto fail;
@@ -563,7 +619,8 @@ static int st_patched_header(const char *path, const unsigned char *map, uint64_
   const char *key;
   json_t *v;
   json_object_foreach(old, key, v) { /* jansson keeps insertion order: the file's order */
-    if (strcmp(key, "__metadata__") != 0) json_object_set(root, key, v);
+    if (strcmp(key, "__metadata__") != 0)
+      json_object_set(root, key, v);
   }
   if (!(text = json_dumps(root, JSON_COMPACT))) {
     sd_fail(err, "%s: cannot encode the new header", path);
@@ -571,7 +628,8 @@ static int st_patched_header(const char *path, const unsigned char *map, uint64_
   }
   size_t n = strlen(text), padded = (n + 7) & ~(size_t)7;
   unsigned char *h = sd_malloc(8 + padded, err);
-  if (!h) goto done;
+  if (!h)
+    goto done;
   wr_le(h, padded, 8);
   memcpy(h + 8, text, n);
   memset(h + 8 + n, ' ', padded - n);
@@ -589,15 +647,18 @@ done:
 static int write_st_patched(const sd_tensor_store *st, patch *p, int np, const char *meta, out_stream *s,
                             unsigned char **orig_header, size_t *orig_header_len, sd_error *err) {
   const unsigned char *map = st->map;
-  uint64_t size = st->map_size, header_len = size >= 8 ? rd64(map) : 0;
-  if (!map || size < 8 || header_len > size - 8) return sd_fail(err, "%s: not a mapped safetensors file", st->path);
+  uint64_t size = st->map_size, header_len = map && size >= 8 ? rd64(map) : 0;
+  if (!map || size < 8 || header_len > size - 8)
+    return sd_fail(err, "%s: not a mapped safetensors file", st->path);
   uint64_t data_start = 8 + header_len;
   unsigned char *hdr = NULL;
   size_t hdr_len = 0;
-  if (st_patched_header(st->path, map, header_len, meta, &hdr, &hdr_len, err) != 0) return -1;
+  if (st_patched_header(st->path, map, header_len, meta, &hdr, &hdr_len, err) != 0)
+    return -1;
   edit *edits = sd_calloc((size_t)np + 1, sizeof *edits, err);
   int rc = -1;
-  if (!edits) goto done;
+  if (!edits)
+    goto done;
   for (int i = 0; i < np; i++) {
     const unsigned char *d = p[i].src->data;
     if (d < map + data_start || d > map + size || p[i].src->nbytes > (size_t)(map + size - d)) {
@@ -610,9 +671,12 @@ static int write_st_patched(const sd_tensor_store *st, patch *p, int np, const c
   }
   qsort(edits, (size_t)np, sizeof *edits, compare_edits);
   feed_in(s, map, (size_t)data_start);
-  if (emit(s, NULL, hdr, hdr_len, err) != 0) goto done;
-  if (copy_edited(s, st->path, map, data_start, size, edits, np, err) != 0) goto done;
-  if (!(*orig_header = sd_malloc((size_t)data_start, err))) goto done;
+  if (emit(s, NULL, hdr, hdr_len, err) != 0)
+    goto done;
+  if (copy_edited(s, st->path, map, data_start, size, edits, np, err) != 0)
+    goto done;
+  if (!(*orig_header = sd_malloc((size_t)data_start, err)))
+    goto done;
   memcpy(*orig_header, map, (size_t)data_start);
   *orig_header_len = (size_t)data_start;
   rc = 0;
@@ -645,7 +709,8 @@ static int write_st_from_store(const sd_tensor_store *st, patch *p, int np, cons
   for (int i = 0; i < st->count; i++) {
     const sd_tensor *t = &st->tensors[i];
     json_t *e = json_object(), *shape = json_array(), *offs = json_array();
-    for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+    for (int d = 0; d < t->ndim; d++)
+      json_array_append_new(shape, json_integer(t->shape[d]));
     json_array_append_new(offs, json_integer((json_int_t)offset));
     json_array_append_new(offs, json_integer((json_int_t)(offset + t->nbytes)));
     json_object_set_new(e, "dtype", json_string(sd_dtype_name(t->dtype)));
@@ -662,22 +727,27 @@ static int write_st_from_store(const sd_tensor_store *st, patch *p, int np, cons
     goto done;
   }
   size_t n = strlen(text), padded = (n + 7) & ~(size_t)7, hdr_len = 8 + padded;
-  if (!(hdr = sd_malloc(hdr_len, err))) goto done;
+  if (!(hdr = sd_malloc(hdr_len, err)))
+    goto done;
   wr_le(hdr, padded, 8);
   memcpy(hdr + 8, text, n);
   memset(hdr + 8 + n, ' ', padded - n);
-  if (emit(s, hdr, hdr, hdr_len, err) != 0) goto done;
+  if (emit(s, hdr, hdr, hdr_len, err) != 0)
+    goto done;
   offset = hdr_len;
   for (int i = 0; i < st->count; i++) {
     const sd_tensor *t = &st->tensors[i];
     int j = 0;
-    while (j < np && p[j].src != t) j++;
+    while (j < np && p[j].src != t)
+      j++;
     if (j == np) {
-      if (copy_plain(s, t->data, t->nbytes, err) != 0) goto done;
+      if (copy_plain(s, t->data, t->nbytes, err) != 0)
+        goto done;
     } else {
       p[j].original_offset = p[j].pruned_offset = offset;
       edit e = {0, t->nbytes, p[j].esize, p[j].n, p[j].index, NULL};
-      if (copy_edited(s, st->path, t->data, 0, t->nbytes, &e, 1, err) != 0) goto done;
+      if (copy_edited(s, st->path, t->data, 0, t->nbytes, &e, 1, err) != 0)
+        goto done;
     }
     offset += t->nbytes;
   }
@@ -707,32 +777,37 @@ typedef struct {
 } zip_dir;
 
 static void zip_dir_free(zip_dir *d) {
-  for (int i = 0; i < d->n; i++) free(d->e[i].name);
+  for (int i = 0; i < d->n; i++)
+    free(d->e[i].name);
   free(d->e);
   memset(d, 0, sizeof *d);
 }
 
 static int zip_dir_read(const char *path, const unsigned char *map, uint64_t size, zip_dir *d, sd_error *err) {
   memset(d, 0, sizeof *d);
-  if (size < 22) return sd_fail(err, "%s: too short for a zip file", path);
+  if (size < 22)
+    return sd_fail(err, "%s: too short for a zip file", path);
   uint64_t eocd = UINT64_MAX, lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
   for (uint64_t q = size - 22 + 1; q-- > lowest;)
     if (rd32(map + q) == 0x06054b50) {
       eocd = q;
       break;
     }
-  if (eocd == UINT64_MAX) return sd_fail(err, "%s: no zip end-of-central-directory record (truncated?)", path);
+  if (eocd == UINT64_MAX)
+    return sd_fail(err, "%s: no zip end-of-central-directory record (truncated?)", path);
   uint64_t count = rd16(map + eocd + 10), cd_size = rd32(map + eocd + 12), cd_off = rd32(map + eocd + 16);
   if (eocd >= 20 && rd32(map + eocd - 20) == 0x07064b50) { /* zip64: the real values are in its own record */
     uint64_t e64 = rd64(map + eocd - 20 + 8);
-    if (e64 > size - 56 || rd32(map + e64) != 0x06064b50) return sd_fail(err, "%s: bad zip64 end record", path);
+    if (e64 > size - 56 || rd32(map + e64) != 0x06064b50)
+      return sd_fail(err, "%s: bad zip64 end record", path);
     count = rd64(map + e64 + 32);
     cd_size = rd64(map + e64 + 40);
     cd_off = rd64(map + e64 + 48);
   }
   if (cd_off > size || cd_size > size - cd_off || count > cd_size / 46)
     return sd_fail(err, "%s: the zip central directory lies outside the file (truncated?)", path);
-  if (!(d->e = sd_calloc((size_t)count + 1, sizeof *d->e, err))) return -1;
+  if (!(d->e = sd_calloc((size_t)count + 1, sizeof *d->e, err)))
+    return -1;
   uint64_t q = cd_off, end = cd_off + cd_size;
   for (uint64_t i = 0; i < count; i++) {
     if (q + 46 > end || rd32(map + q) != 0x02014b50) {
@@ -756,12 +831,16 @@ static int zip_dir_read(const char *path, const unsigned char *map, uint64_t siz
     const unsigned char *x = map + q + 46 + nl, *xe = x + el;
     while (x + 4 <= xe) {
       uint16_t id = rd16(x), len = rd16(x + 2);
-      if (x + 4 + len > xe) break;
+      if (x + 4 + len > xe)
+        break;
       if (id == 1) { /* zip64 extra: 8-byte values for the fields that hold 0xFFFFFFFF, in this order */
         const unsigned char *v = x + 4, *ve = v + len;
-        if (e->size == 0xFFFFFFFFu && v + 8 <= ve) e->size = rd64(v), v += 8;
-        if (e->comp == 0xFFFFFFFFu && v + 8 <= ve) e->comp = rd64(v), v += 8;
-        if (e->local == 0xFFFFFFFFu && v + 8 <= ve) e->local = rd64(v);
+        if (e->size == 0xFFFFFFFFu && v + 8 <= ve)
+          e->size = rd64(v), v += 8;
+        if (e->comp == 0xFFFFFFFFu && v + 8 <= ve)
+          e->comp = rd64(v), v += 8;
+        if (e->local == 0xFFFFFFFFu && v + 8 <= ve)
+          e->local = rd64(v);
       }
       x += 4 + len;
     }
@@ -775,7 +854,8 @@ static int zip_data_offset(const char *path, const unsigned char *map, uint64_t 
   if (size < 30 || e->local > size - 30 || rd32(map + e->local) != 0x04034b50)
     return sd_fail(err, "%s: entry '%s' has no local header where the central directory says", path, e->name);
   uint64_t d = e->local + 30 + rd16(map + e->local + 26) + rd16(map + e->local + 28);
-  if (d > size || e->comp > size - d) return sd_fail(err, "%s: entry '%s' runs past the end of the file (truncated?)", path, e->name);
+  if (d > size || e->comp > size - d)
+    return sd_fail(err, "%s: entry '%s' runs past the end of the file (truncated?)", path, e->name);
   *data = d;
   return 0;
 }
@@ -784,7 +864,8 @@ static int zip_data_offset(const char *path, const unsigned char *map, uint64_t 
 static int zip_read_whole(const char *path, const char *name, unsigned char **out, size_t *n, sd_error *err) {
   int zerr = 0;
   zip_t *za = zip_open(path, ZIP_RDONLY, &zerr);
-  if (!za) return sd_fail(err, "%s: cannot read the zip archive", path);
+  if (!za)
+    return sd_fail(err, "%s: cannot read the zip archive", path);
   zip_stat_t st;
   zip_stat_init(&st);
   int rc = -1;
@@ -795,17 +876,20 @@ static int zip_read_whole(const char *path, const char *name, unsigned char **ou
     goto done;
   }
   if (!(buf = sd_malloc((size_t)st.size + 1, err)) || !(zf = zip_fopen(za, name, 0))) {
-    if (buf) sd_fail(err, "%s: cannot open entry '%s': %s", path, name, zip_strerror(za));
+    if (buf)
+      sd_fail(err, "%s: cannot open entry '%s': %s", path, name, zip_strerror(za));
     goto done;
   }
   uint64_t got = 0;
   while (got < st.size) {
     zip_int64_t k = zip_fread(zf, buf + got, st.size - got);
-    if (k <= 0) break;
+    if (k <= 0)
+      break;
     got += (uint64_t)k;
   }
   if (got != st.size) {
-    sd_fail(err, "%s: entry '%s': read %llu of %llu bytes", path, name, (unsigned long long)got, (unsigned long long)st.size);
+    sd_fail(err, "%s: entry '%s': read %llu of %llu bytes", path, name, (unsigned long long)got,
+            (unsigned long long)st.size);
     goto done;
   }
   *out = buf;
@@ -813,7 +897,8 @@ static int zip_read_whole(const char *path, const char *name, unsigned char **ou
   buf = NULL;
   rc = 0;
 done:
-  if (zf) zip_fclose(zf);
+  if (zf)
+    zip_fclose(zf);
   free(buf);
   zip_discard(za);
   return rc;
@@ -821,15 +906,19 @@ done:
 
 /* The tensor under `key` as torch_zip.c names it: nested dicts joined with '.'. */
 static const pk_value *find_pk_tensor(const pk_value *d, const char *key, int depth) {
-  if (depth > 16 || !d || d->kind != PK_DICT) return NULL;
+  if (depth > 16 || !d || d->kind != PK_DICT)
+    return NULL;
   size_t klen = strlen(key);
   for (int i = 0; i + 1 < d->n; i += 2) {
     const pk_value *k = d->items[i], *v = d->items[i + 1];
-    if (k->kind != PK_STR || k->len > klen || memchr(k->s, 0, k->len) || strncmp(key, k->s, k->len) != 0) continue;
-    if (v->kind == PK_TENSOR && key[k->len] == 0) return v;
+    if (k->kind != PK_STR || k->len > klen || memchr(k->s, 0, k->len) || strncmp(key, k->s, k->len) != 0)
+      continue;
+    if (v->kind == PK_TENSOR && key[k->len] == 0)
+      return v;
     if (v->kind == PK_DICT && key[k->len] == '.') {
       const pk_value *r = find_pk_tensor(v, key + k->len + 1, depth + 1);
-      if (r) return r;
+      if (r)
+        return r;
     }
   }
   return NULL;
@@ -865,11 +954,12 @@ static void add_field(zip_plan *z, uint64_t offset, uint32_t original, uint32_t 
 /* Plans the in-place patch of a torch zip: each pruned tensor's bytes inside its storage entry, and the
  * entry's CRC-32 in the central directory, the local header (unless deferred to the data descriptor)
  * and the data descriptor. Returns 1 (why set) when the zip cannot be patched in place. */
-static int plan_zip(const char *path, const unsigned char *map, uint64_t size, patch *p, int np, zip_plan *z,
-                    char *why, size_t why_size, sd_error *err) {
+static int plan_zip(const char *path, const unsigned char *map, uint64_t size, patch *p, int np, zip_plan *z, char *why,
+                    size_t why_size, sd_error *err) {
   zip_dir dir;
   memset(z, 0, sizeof *z);
-  if (zip_dir_read(path, map, size, &dir, err) != 0) return -1;
+  if (zip_dir_read(path, map, size, &dir, err) != 0)
+    return -1;
   int rc = -1, *entry_of = NULL;
   uint64_t *data_of = NULL;
   pk_doc doc = {0};
@@ -892,7 +982,8 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
     goto done;
   }
   snprintf(name, sizeof name, "%sdata.pkl", prefix);
-  if (zip_read_whole(path, name, &pkl, &pkl_len, err) != 0) goto done;
+  if (zip_read_whole(path, name, &pkl, &pkl_len, err) != 0)
+    goto done;
   if (pk_load(pkl, pkl_len, &doc, err) != 0) {
     sd_fail_prefix(err, "%s: %s", path, name);
     goto done;
@@ -910,7 +1001,8 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
   data_of = sd_calloc((size_t)np + 1, sizeof *data_of, err);
   z->edits = sd_calloc((size_t)np * 4 + 1, sizeof *z->edits, err);
   z->fields = sd_calloc((size_t)np * 3 + 1, sizeof *z->fields, err);
-  if (!entry_of || !data_of || !z->edits || !z->fields) goto done;
+  if (!entry_of || !data_of || !z->edits || !z->fields)
+    goto done;
   for (int i = 0; i < np; i++) {
     const char *key = p[i].src->name;
     const pk_value *t = find_pk_tensor(sd, key, 0);
@@ -920,7 +1012,8 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
     }
     snprintf(name, sizeof name, "%sdata/%s", prefix, t->storage->s);
     int k = 0;
-    while (k < dir.n && strcmp(dir.e[k].name, name) != 0) k++;
+    while (k < dir.n && strcmp(dir.e[k].name, name) != 0)
+      k++;
     if (k == dir.n) {
       sd_fail(err, "%s: no entry '%s' for the storage of '%s'", path, name, key);
       goto done;
@@ -938,7 +1031,8 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
     int64_t expect = 1;
     int contiguous = 1;
     for (int dd = t->ndim - 1; dd >= 0; dd--) {
-      if (t->size[dd] != 1 && t->stride[dd] != expect) contiguous = 0;
+      if (t->size[dd] != 1 && t->stride[dd] != expect)
+        contiguous = 0;
       expect *= t->size[dd];
     }
     if (!contiguous) {
@@ -947,7 +1041,8 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
       goto done;
     }
     uint64_t data = 0;
-    if (zip_data_offset(path, map, size, e, &data, err) != 0) goto done;
+    if (zip_data_offset(path, map, size, e, &data, err) != 0)
+      goto done;
     if (e->comp != e->size || sd_dtype_size(t->storage->dtype) != p[i].esize || t->offset < 0) {
       sd_fail(err, "%s: entry '%s' does not hold '%s' as data.pkl describes it", path, name, key);
       goto done;
@@ -965,8 +1060,10 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
   }
   for (int i = 0; i < np; i++) { /* one new CRC per patched entry */
     int first = 1;
-    for (int j = 0; j < i; j++) first &= entry_of[j] != entry_of[i];
-    if (!first) continue;
+    for (int j = 0; j < i; j++)
+      first &= entry_of[j] != entry_of[i];
+    if (!first)
+      continue;
     const zip_entry *e = &dir.e[entry_of[i]];
     uint64_t data = data_of[i];
     uint32_t old = crc32_bytes(map + data, e->comp);
@@ -976,10 +1073,12 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
       goto done;
     }
     unsigned char *buf = sd_malloc(e->comp ? (size_t)e->comp : 1, err);
-    if (!buf) goto done;
+    if (!buf)
+      goto done;
     memcpy(buf, map + data, (size_t)e->comp);
     for (int j = i; j < np; j++) {
-      if (entry_of[j] != entry_of[i]) continue;
+      if (entry_of[j] != entry_of[i])
+        continue;
       edit sub = {p[j].original_offset - data, p[j].src->nbytes, p[j].esize, p[j].n, p[j].index, NULL};
       apply_elements(buf + sub.offset, &sub, path, err);
     }
@@ -987,11 +1086,14 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
     free(buf);
     add_field(z, e->record + 16, old, now);
     uint32_t local_crc = rd32(map + e->local + 14);
-    if (local_crc == old && (old != 0 || !(e->flags & 8))) add_field(z, e->local + 14, old, now);
+    if (local_crc == old && (old != 0 || !(e->flags & 8)))
+      add_field(z, e->local + 14, old, now);
     if (e->flags & 8) { /* data descriptor: optional signature, then the CRC */
       uint64_t dd = data + e->comp;
-      if (dd + 8 <= size && rd32(map + dd) == 0x08074b50 && rd32(map + dd + 4) == old) add_field(z, dd + 4, old, now);
-      else if (dd + 4 <= size && rd32(map + dd) == old) add_field(z, dd, old, now);
+      if (dd + 8 <= size && rd32(map + dd) == 0x08074b50 && rd32(map + dd + 4) == old)
+        add_field(z, dd + 4, old, now);
+      else if (dd + 4 <= size && rd32(map + dd) == old)
+        add_field(z, dd, old, now);
       else {
         sd_fail(err, "%s: entry '%s': no data descriptor after its data", path, e->name);
         goto done;
@@ -1009,7 +1111,8 @@ static int plan_zip(const char *path, const unsigned char *map, uint64_t size, p
     }
   rc = 0;
 done:
-  if (rc != 0) zip_plan_free(z);
+  if (rc != 0)
+    zip_plan_free(z);
   free(entry_of);
   free(data_of);
   pk_free(&doc);
@@ -1075,7 +1178,8 @@ static int file_list_add(file_list *l, const char *file, const char *role, uint6
   if (l->n == l->cap) {
     int cap = l->cap ? 2 * l->cap : 16;
     file_row *r = realloc(l->rows, (size_t)cap * sizeof *r);
-    if (!r) return sd_fail(err, "out of memory");
+    if (!r)
+      return sd_fail(err, "out of memory");
     l->rows = r;
     l->cap = cap;
   }
@@ -1087,7 +1191,8 @@ static int file_list_add(file_list *l, const char *file, const char *role, uint6
   r->original_size = (int64_t)osize;
   r->pruned_size = (int64_t)psize;
   l->n++;
-  if (!r->file || !r->role || !r->original_sha256 || !r->pruned_sha256) return sd_fail(err, "out of memory");
+  if (!r->file || !r->role || !r->original_sha256 || !r->pruned_sha256)
+    return sd_fail(err, "out of memory");
   return 0;
 }
 
@@ -1121,7 +1226,8 @@ static int write_restore(const char *path, const apply_ctx *c, sd_h5 **out, sd_e
   tensor_row *rows = NULL;
   field_row *frows = NULL;
   char **shapes = NULL;
-  if (sd_h5_create(path, &f, err) != 0) return -1;
+  if (sd_h5_create(path, &f, err) != 0)
+    return -1;
   char utc[32];
   sd_utc_now(utc, sizeof utc);
   const char *mask_path = c->opt->mask_path ? c->opt->mask_path : "";
@@ -1140,7 +1246,8 @@ static int write_restore(const char *path, const apply_ctx *c, sd_h5 **out, sd_e
       {"created_utc", utc},
   };
   for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-    if (sd_h5_attr_set_str(f, "/", strs[i][0], strs[i][1], err) != 0) goto fail;
+    if (sd_h5_attr_set_str(f, "/", strs[i][0], strs[i][1], err) != 0)
+      goto fail;
   if (sd_h5_attr_set_i64(f, "/", "format_version", RESTORE_FORMAT_VERSION, err) != 0 ||
       sd_h5_attr_set_i64(f, "/", "pruned_weights", c->pruned, err) != 0 ||
       sd_h5_attr_set_i64(f, "/", "total_weights", c->total, err) != 0)
@@ -1148,17 +1255,26 @@ static int write_restore(const char *path, const apply_ctx *c, sd_h5 **out, sd_e
   if (sd_h5_write_table(f, "/files", file_fields, N_FIELDS(file_fields), sizeof(file_row), c->files.rows, c->files.n,
                         err) != 0)
     goto fail;
-  if (!(rows = sd_calloc((size_t)c->np + 1, sizeof *rows, err)) || !(shapes = sd_calloc((size_t)c->np + 1, sizeof *shapes, err)))
+  if (!(rows = sd_calloc((size_t)c->np + 1, sizeof *rows, err)) ||
+      !(shapes = sd_calloc((size_t)c->np + 1, sizeof *shapes, err)))
     goto fail;
   for (int i = 0; i < c->np; i++) {
     const patch *p = &c->p[i];
     char sb[128];
     sd_shape_str(p->src->shape, p->src->ndim, sb, sizeof sb);
-    if (!(shapes[i] = sd_strdup(sb))) goto fail;
-    rows[i] = (tensor_row){(char *)p->src->name, (char *)c->patched_file, (char *)sd_dtype_name(p->src->dtype), shapes[i],
-                           (int64_t)p->original_offset, (int64_t)p->pruned_offset, (int64_t)p->src->nbytes, p->n};
+    if (!(shapes[i] = sd_strdup(sb)))
+      goto fail;
+    rows[i] = (tensor_row){(char *)p->src->name,
+                           (char *)c->patched_file,
+                           (char *)sd_dtype_name(p->src->dtype),
+                           shapes[i],
+                           (int64_t)p->original_offset,
+                           (int64_t)p->pruned_offset,
+                           (int64_t)p->src->nbytes,
+                           p->n};
   }
-  if (sd_h5_write_table(f, "/tensors", tensor_fields, N_FIELDS(tensor_fields), sizeof(tensor_row), rows, c->np, err) != 0)
+  if (sd_h5_write_table(f, "/tensors", tensor_fields, N_FIELDS(tensor_fields), sizeof(tensor_row), rows, c->np, err) !=
+      0)
     goto fail;
   for (int i = 0; i < c->np; i++) {
     static const unsigned char none[8];
@@ -1170,16 +1286,20 @@ static int write_restore(const char *path, const apply_ctx *c, sd_h5 **out, sd_e
     }
     int64_t n = p->n, nb = p->n * (int64_t)p->esize;
     snprintf(ds, sizeof ds, "/patches/%s/indices", p->src->name);
-    if (sd_h5_write(f, ds, SD_H5_I64, 1, &n, n ? (const void *)p->index : none, 1, err) != 0) goto fail;
+    if (sd_h5_write(f, ds, SD_H5_I64, 1, &n, n ? (const void *)p->index : none, 1, err) != 0)
+      goto fail;
     snprintf(ds, sizeof ds, "/patches/%s/original", p->src->name);
-    if (sd_h5_write(f, ds, SD_H5_U8, 1, &nb, nb ? (const void *)p->original : none, 1, err) != 0) goto fail;
+    if (sd_h5_write(f, ds, SD_H5_U8, 1, &nb, nb ? (const void *)p->original : none, 1, err) != 0)
+      goto fail;
   }
   if (c->header) {
     int64_t n = (int64_t)c->header_len;
-    if (sd_h5_write(f, "/header", SD_H5_U8, 1, &n, c->header, 1, err) != 0) goto fail;
+    if (sd_h5_write(f, "/header", SD_H5_U8, 1, &n, c->header, 1, err) != 0)
+      goto fail;
   }
   if (c->zip.n_fields) {
-    if (!(frows = sd_calloc((size_t)c->zip.n_fields, sizeof *frows, err))) goto fail;
+    if (!(frows = sd_calloc((size_t)c->zip.n_fields, sizeof *frows, err)))
+      goto fail;
     for (int i = 0; i < c->zip.n_fields; i++)
       frows[i] = (field_row){(char *)c->patched_file, (int64_t)c->zip.fields[i].offset, 4, c->zip.fields[i].original,
                              c->zip.fields[i].pruned};
@@ -1187,14 +1307,16 @@ static int write_restore(const char *path, const apply_ctx *c, sd_h5 **out, sd_e
                           c->zip.n_fields, err) != 0)
       goto fail;
   }
-  for (int i = 0; shapes && i < c->np; i++) free(shapes[i]);
+  for (int i = 0; shapes && i < c->np; i++)
+    free(shapes[i]);
   free(shapes);
   free(rows);
   free(frows);
   *out = f;
   return 0;
 fail:
-  for (int i = 0; shapes && i < c->np; i++) free(shapes[i]);
+  for (int i = 0; shapes && i < c->np; i++)
+    free(shapes[i]);
   free(shapes);
   free(rows);
   free(frows);
@@ -1207,7 +1329,8 @@ fail:
 /* Copies one file, hashing it on the way. */
 static int copy_file(const char *src, const char *dst, uint64_t *size, char sha_hex[65], sd_error *err) {
   int in = open(src, O_RDONLY);
-  if (in < 0) return sd_fail(err, "%s: cannot open: %s", src, strerror(errno));
+  if (in < 0)
+    return sd_fail(err, "%s: cannot open: %s", src, strerror(errno));
   int out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0666);
   if (out < 0) {
     close(in);
@@ -1220,20 +1343,28 @@ static int copy_file(const char *src, const char *dst, uint64_t *size, char sha_
   int rc = buf ? 0 : -1;
   while (rc == 0) {
     ssize_t n = read(in, buf, COPY_CHUNK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) rc = sd_fail(err, "%s: read failed: %s", src, strerror(errno));
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      rc = sd_fail(err, "%s: read failed: %s", src, strerror(errno));
+    if (n <= 0)
+      break;
     sd_sha256_update(&ctx, buf, (size_t)n);
     total += (uint64_t)n;
     for (ssize_t done = 0; rc == 0 && done < n;) {
       ssize_t w = write(out, buf + done, (size_t)(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) rc = sd_fail(err, "%s: write failed: %s", dst, strerror(w < 0 ? errno : ENOSPC));
-      else done += w;
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        rc = sd_fail(err, "%s: write failed: %s", dst, strerror(w < 0 ? errno : ENOSPC));
+      else
+        done += w;
     }
   }
-  if (rc == 0 && fsync(out) != 0) rc = sd_fail(err, "%s: write failed: %s", dst, strerror(errno));
-  if (close(out) != 0 && rc == 0) rc = sd_fail(err, "%s: write failed: %s", dst, strerror(errno));
+  if (rc == 0 && fsync(out) != 0)
+    rc = sd_fail(err, "%s: write failed: %s", dst, strerror(errno));
+  if (close(out) != 0 && rc == 0)
+    rc = sd_fail(err, "%s: write failed: %s", dst, strerror(errno));
   close(in);
   free(buf);
   if (rc == 0) {
@@ -1250,23 +1381,31 @@ typedef int (*tree_fn)(void *ctx, const char *rel, const char *full, int is_dir,
 static int walk_tree(const char *root, const char *rel, int depth, tree_fn fn, void *ctx, sd_error *err) {
   char dir[4200];
   snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
-  if (depth > MAX_TREE_DEPTH) return sd_fail(err, "%s: folders nested too deep (a symlink loop?)", dir);
+  if (depth > MAX_TREE_DEPTH)
+    return sd_fail(err, "%s: folders nested too deep (a symlink loop?)", dir);
   struct dirent **names = NULL;
   int n = scandir(dir, &names, NULL, alphasort), rc = 0;
-  if (n < 0) return sd_fail(err, "%s: cannot read the folder: %s", dir, strerror(errno));
+  if (n < 0)
+    return sd_fail(err, "%s: cannot read the folder: %s", dir, strerror(errno));
   for (int i = 0; i < n; i++) {
     const char *nm = names[i]->d_name;
-    if (rc != 0 || !strcmp(nm, ".") || !strcmp(nm, "..")) continue;
+    if (rc != 0 || !strcmp(nm, ".") || !strcmp(nm, ".."))
+      continue;
     char crel[4200], full[8500];
     snprintf(crel, sizeof crel, "%s%s%s", rel, *rel ? "/" : "", nm);
     snprintf(full, sizeof full, "%s/%s", root, crel);
     struct stat st;
-    if (strlen(crel) >= 4096 || strlen(full) >= 4096) rc = sd_fail(err, "%s/%s: path too long", dir, nm);
-    else if (stat(full, &st) != 0) rc = sd_fail(err, "%s: cannot stat: %s", full, strerror(errno));
-    else if (S_ISDIR(st.st_mode)) rc = fn(ctx, crel, full, 1, err) || walk_tree(root, crel, depth + 1, fn, ctx, err) ? -1 : 0;
-    else if (S_ISREG(st.st_mode)) rc = fn(ctx, crel, full, 0, err);
+    if (strlen(crel) >= 4096 || strlen(full) >= 4096)
+      rc = sd_fail(err, "%s/%s: path too long", dir, nm);
+    else if (stat(full, &st) != 0)
+      rc = sd_fail(err, "%s: cannot stat: %s", full, strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+      rc = fn(ctx, crel, full, 1, err) || walk_tree(root, crel, depth + 1, fn, ctx, err) ? -1 : 0;
+    else if (S_ISREG(st.st_mode))
+      rc = fn(ctx, crel, full, 0, err);
   }
-  for (int i = 0; i < n; i++) free(names[i]);
+  for (int i = 0; i < n; i++)
+    free(names[i]);
   free(names);
   return rc;
 }
@@ -1282,8 +1421,10 @@ static int copy_one(void *vctx, const char *rel, const char *full, int is_dir, s
   copy_ctx *c = vctx;
   char dst[4200];
   snprintf(dst, sizeof dst, "%s/%s", c->dst, rel);
-  if (is_dir) return mkdir(dst, 0777) == 0 ? 0 : sd_fail(err, "%s: cannot create: %s", dst, strerror(errno));
-  if (strcmp(rel, c->skip) == 0) return 0;
+  if (is_dir)
+    return mkdir(dst, 0777) == 0 ? 0 : sd_fail(err, "%s: cannot create: %s", dst, strerror(errno));
+  if (strcmp(rel, c->skip) == 0)
+    return 0;
   /* another weights file beside the patched one (a .bin or fp16 variant) stays unpruned: say so */
   const char *slash = strrchr(c->skip, '/'), *rslash = strrchr(rel, '/');
   size_t dlen = slash ? (size_t)(slash - c->skip) : 0;
@@ -1292,7 +1433,8 @@ static int copy_one(void *vctx, const char *rel, const char *full, int is_dir, s
     snprintf(c->note, sizeof c->note, "%s copied unpruned (the model is read from %s)", rel, c->skip);
   uint64_t size;
   char sha[65];
-  if (copy_file(full, dst, &size, sha, err) != 0) return -1;
+  if (copy_file(full, dst, &size, sha, err) != 0)
+    return -1;
   c->bytes += size;
   return file_list_add(c->files, rel, "copied", size, sha, size, sha, err);
 }
@@ -1301,7 +1443,8 @@ static int copy_one(void *vctx, const char *rel, const char *full, int is_dir, s
 
 static int has_ext(const char *s, const char *const *exts) {
   for (int i = 0; exts[i]; i++)
-    if (ends_with(s, exts[i])) return 1;
+    if (ends_with(s, exts[i]))
+      return 1;
   return 0;
 }
 
@@ -1332,8 +1475,8 @@ static int write_patched(apply_ctx *c, const sd_tensor_store *store, const unsig
   return copy_edited(s, store->path, zmap, 0, zsize, c->zip.edits, c->zip.n_edits, err);
 }
 
-int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_apply_options *opt,
-                             sd_apply_result *res, sd_error *err) {
+int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_apply_options *opt, sd_apply_result *res,
+                             sd_error *err) {
   memset(res, 0, sizeof *res);
   apply_ctx c = {.opt = opt, .mask = mask};
   const sd_tensor_store *store = NULL;
@@ -1343,10 +1486,14 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
   out_stream s = {0};
   sd_h5 *h5 = NULL;
   char tmp[4300] = "", tmp_dir[4300] = "", *meta = NULL, sha_in[65], sha_out[65];
+  char root[PATH_MAX], src[PATH_MAX]; /* resolved model folder and UNet file; c.patched_file points into src */
   int rc = -1, committed_restore = 0;
-  if (!m->unet_view) return sd_fail(err, "%s: the model has no UNet", m->path);
-  if (mask->n_layers == 0) return sd_fail(err, "%s: the mask has no layers", mask_path);
-  if (locate_patches(m, mask, mask_path, &c.p, &store, err) != 0) return -1;
+  if (!m->unet_view)
+    return sd_fail(err, "%s: the model has no UNet", m->path);
+  if (mask->n_layers == 0)
+    return sd_fail(err, "%s: the mask has no layers", mask_path);
+  if (locate_patches(m, mask, mask_path, &c.p, &store, err) != 0)
+    return -1;
   c.np = mask->n_layers;
   for (int i = 0; i < c.np; i++) {
     c.pruned += c.p[i].n;
@@ -1357,14 +1504,17 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
   c.format = is_zip ? "torch-zip" : "safetensors";
   c.source = store->path;
   snprintf(res->out_path, sizeof res->out_path, "%s", opt->out);
-  for (size_t n = strlen(res->out_path); n > 1 && res->out_path[n - 1] == '/'; n--) res->out_path[n - 1] = 0;
-  static const char *const st_ext[] = {".safetensors", NULL}, *const torch_ext[] = {".ckpt", ".pt", ".pth", ".bin", NULL};
+  for (size_t n = strlen(res->out_path); n > 1 && res->out_path[n - 1] == '/'; n--)
+    res->out_path[n - 1] = 0;
+  static const char *const st_ext[] = {".safetensors", NULL}, *const torch_ext[] = {".ckpt", ".pt", ".pth", ".bin",
+                                                                                    NULL};
   if (!folder) {
     if (sd_is_dir(res->out_path)) {
       sd_fail(err, "%s: is a folder; a single checkpoint file gives a file (name it)", res->out_path);
       goto done;
     }
-    if (is_zip && has_ext(res->out_path, st_ext)) c.format = "safetensors-from-torch";
+    if (is_zip && has_ext(res->out_path, st_ext))
+      c.format = "safetensors-from-torch";
     if (!is_zip && has_ext(res->out_path, torch_ext)) {
       sd_fail(err, "%s: the input %s is safetensors and stays so: name the output .safetensors", res->out_path,
               store->path);
@@ -1374,11 +1524,13 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
     sd_fail(err, "%s: exists and is not a folder; a diffusers model gives a folder", res->out_path);
     goto done;
   }
-  if (is_zip && map_file(store->path, &zmap, &zsize, err) != 0) goto done;
+  if (is_zip && map_file(store->path, &zmap, &zsize, err) != 0)
+    goto done;
   if (!strcmp(c.format, "torch-zip")) {
     char why[700] = "";
     int r = plan_zip(store->path, zmap, zsize, c.p, c.np, &c.zip, why, sizeof why, err);
-    if (r < 0) goto done;
+    if (r < 0)
+      goto done;
     if (r > 0 && folder) {
       sd_fail(err, "%s; the torch file of a diffusers folder can only be patched in place", why);
       goto done;
@@ -1396,19 +1548,22 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
         goto done;
       }
       memcpy(res->out_path + n, ".safetensors", 13);
-      snprintf(res->note, sizeof res->note, "%s: wrote a safetensors file with the same keys instead: %s", why,
-               res->out_path);
+      if (snprintf(res->note, sizeof res->note, "%s: wrote a safetensors file with the same keys instead: %s", why,
+                   res->out_path) >= (int)sizeof res->note)
+        memcpy(res->note + sizeof res->note - 4, "...", 4); /* a note may be cut; the paths above are checked */
     }
   }
   sd_restore_path_for(res->out_path, res->restore_path, sizeof res->restore_path);
   c.out_path = res->out_path;
   if (same_file(res->out_path, store->path) || same_file(res->out_path, m->path) ||
       (folder && (path_inside(res->out_path, m->path) || path_inside(m->path, res->out_path)))) {
-    sd_fail(err, "%s: the output would replace or lie inside the input %s", res->out_path, folder ? m->path : store->path);
+    sd_fail(err, "%s: the output would replace or lie inside the input %s", res->out_path,
+            folder ? m->path : store->path);
     goto done;
   }
   if (!opt->force && (path_exists(res->out_path) || path_exists(res->restore_path))) {
-    sd_fail(err, "%s: exists (use --force to replace it)", path_exists(res->out_path) ? res->out_path : res->restore_path);
+    sd_fail(err, "%s: exists (use --force to replace it)",
+            path_exists(res->out_path) ? res->out_path : res->restore_path);
     goto done;
   }
   if (!(meta = mask_meta_json(opt, mask, c.pruned, c.total, res->restore_path))) {
@@ -1424,10 +1579,10 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
       goto done;
     hex_digest(&s.in, sha_in);
     hex_digest(&s.out, sha_out);
-    if (file_list_add(&c.files, c.patched_file, "patched", s.in_bytes, sha_in, s.bytes, sha_out, err) != 0) goto done;
+    if (file_list_add(&c.files, c.patched_file, "patched", s.in_bytes, sha_in, s.bytes, sha_out, err) != 0)
+      goto done;
     res->bytes = s.bytes;
   } else {
-    char root[PATH_MAX], src[PATH_MAX];
     if (!realpath(m->path, root) || !realpath(store->path, src) || strncmp(src, root, strlen(root)) != 0 ||
         src[strlen(root)] != '/') {
       sd_fail(err, "%s: the UNet file %s is not inside the model folder", m->path, store->path);
@@ -1441,22 +1596,30 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
       goto done;
     }
     copy_ctx cc = {.dst = tmp_dir, .skip = c.patched_file, .files = &c.files};
-    if (walk_tree(m->path, "", 0, copy_one, &cc, err) != 0) goto done;
-    snprintf(tmp, sizeof tmp, "%s/%s", tmp_dir, c.patched_file);
+    if (walk_tree(m->path, "", 0, copy_one, &cc, err) != 0)
+      goto done;
+    if (snprintf(tmp, sizeof tmp, "%s/%s", tmp_dir, c.patched_file) >= (int)sizeof tmp) {
+      sd_fail(err, "%s/%s: path too long", tmp_dir, c.patched_file);
+      goto done;
+    }
     if (stream_open(&s, tmp, 1, err) != 0 || write_patched(&c, store, zmap, zsize, meta, &s, err) != 0 ||
         stream_close(&s, err) != 0)
       goto done;
     hex_digest(&s.in, sha_in);
     hex_digest(&s.out, sha_out);
-    if (file_list_add(&c.files, c.patched_file, "patched", s.in_bytes, sha_in, s.bytes, sha_out, err) != 0) goto done;
+    if (file_list_add(&c.files, c.patched_file, "patched", s.in_bytes, sha_in, s.bytes, sha_out, err) != 0)
+      goto done;
     res->bytes = cc.bytes + s.bytes;
-    if (cc.note[0]) snprintf(res->note, sizeof res->note, "%s", cc.note);
+    if (cc.note[0])
+      snprintf(res->note, sizeof res->note, "%s", cc.note);
   }
   /* the restore file first: a checkpoint under its final name always has one */
-  if (write_restore(res->restore_path, &c, &h5, err) != 0) goto done;
+  if (write_restore(res->restore_path, &c, &h5, err) != 0)
+    goto done;
   sd_h5 *restore_file = h5;
   h5 = NULL; /* commit frees it in every case */
-  if (sd_h5_commit(restore_file, err) != 0) goto done;
+  if (sd_h5_commit(restore_file, err) != 0)
+    goto done;
   committed_restore = 1;
   if (!folder) {
     if (rename(tmp, res->out_path) != 0) {
@@ -1465,7 +1628,8 @@ int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_ap
     }
     s.path[0] = 0;
   } else {
-    if (replace_dir(tmp_dir, res->out_path, err) != 0) goto done;
+    if (replace_dir(tmp_dir, res->out_path, err) != 0)
+      goto done;
     tmp_dir[0] = 0;
     s.path[0] = 0;
   }
@@ -1480,8 +1644,10 @@ done:
   if (rc != 0) {
     stream_abort(&s);
     sd_h5_abort(h5);
-    if (tmp_dir[0]) remove_tree(tmp_dir);
-    if (committed_restore) unlink(res->restore_path);
+    if (tmp_dir[0])
+      remove_tree(tmp_dir);
+    if (committed_restore)
+      unlink(res->restore_path);
   }
   free(meta);
   free(c.header);
@@ -1511,15 +1677,20 @@ typedef struct {
 
 static void restore_data_free(restore_data *r) {
   for (int64_t i = 0; i < r->n_tensors; i++) {
-    if (r->index) free(r->index[i]);
-    if (r->original) free(r->original[i]);
+    if (r->index)
+      free(r->index[i]);
+    if (r->original)
+      free(r->original[i]);
   }
   free(r->index);
   free(r->original);
   free(r->n_original);
-  if (r->tensors) sd_h5_free_table(tensor_fields, N_FIELDS(tensor_fields), sizeof(tensor_row), r->tensors, r->n_tensors);
-  if (r->files) sd_h5_free_table(file_fields, N_FIELDS(file_fields), sizeof(file_row), r->files, r->n_files);
-  if (r->fields) sd_h5_free_table(zip_field_fields, N_FIELDS(zip_field_fields), sizeof(field_row), r->fields, r->n_fields);
+  if (r->tensors)
+    sd_h5_free_table(tensor_fields, N_FIELDS(tensor_fields), sizeof(tensor_row), r->tensors, r->n_tensors);
+  if (r->files)
+    sd_h5_free_table(file_fields, N_FIELDS(file_fields), sizeof(file_row), r->files, r->n_files);
+  if (r->fields)
+    sd_h5_free_table(zip_field_fields, N_FIELDS(zip_field_fields), sizeof(field_row), r->fields, r->n_fields);
   free(r->header);
   free(r->layout);
   free(r->format);
@@ -1529,16 +1700,19 @@ static void restore_data_free(restore_data *r) {
 static int read_restore(const char *path, restore_data *r, sd_error *err) {
   memset(r, 0, sizeof *r);
   sd_h5 *f;
-  if (sd_h5_open(path, &f, err) != 0) return -1;
+  if (sd_h5_open(path, &f, err) != 0)
+    return -1;
   char *fmt = NULL;
   int64_t version = 0;
   int rc = -1;
-  if (sd_h5_attr_get_str(f, "/", "format", &fmt, err) != 0) goto done;
+  if (sd_h5_attr_get_str(f, "/", "format", &fmt, err) != 0)
+    goto done;
   if (strcmp(fmt, RESTORE_FORMAT) != 0) {
     sd_fail(err, "%s: not an sdprune restore file (format '%s')", path, fmt);
     goto done;
   }
-  if (sd_h5_attr_get_i64(f, "/", "format_version", &version, err) != 0) goto done;
+  if (sd_h5_attr_get_i64(f, "/", "format_version", &version, err) != 0)
+    goto done;
   if (version != RESTORE_FORMAT_VERSION) {
     sd_fail(err, "%s: restore file format version %lld; this sdprune reads %d", path, (long long)version,
             RESTORE_FORMAT_VERSION);
@@ -1561,20 +1735,23 @@ static int read_restore(const char *path, restore_data *r, sd_error *err) {
     int nd;
     int64_t shape[SD_H5_MAX_DIMS];
     snprintf(ds, sizeof ds, "/patches/%s/indices", r->tensors[i].key);
-    if (sd_h5_read(f, ds, SD_H5_I64, &nd, shape, (void **)&r->index[i], err) != 0) goto done;
+    if (sd_h5_read(f, ds, SD_H5_I64, &nd, shape, (void **)&r->index[i], err) != 0)
+      goto done;
     if (nd != 1 || shape[0] != r->tensors[i].n_pruned) {
-      sd_fail(err, "%s: %s holds %lld indices, the tensors table says %lld", path, ds, (long long)(nd == 1 ? shape[0] : -1),
-              (long long)r->tensors[i].n_pruned);
+      sd_fail(err, "%s: %s holds %lld indices, the tensors table says %lld", path, ds,
+              (long long)(nd == 1 ? shape[0] : -1), (long long)r->tensors[i].n_pruned);
       goto done;
     }
     snprintf(ds, sizeof ds, "/patches/%s/original", r->tensors[i].key);
-    if (sd_h5_read(f, ds, SD_H5_U8, &nd, shape, (void **)&r->original[i], err) != 0) goto done;
+    if (sd_h5_read(f, ds, SD_H5_U8, &nd, shape, (void **)&r->original[i], err) != 0)
+      goto done;
     r->n_original[i] = nd == 1 ? shape[0] : -1;
   }
   if (sd_h5_exists(f, "/header")) {
     int nd;
     int64_t shape[SD_H5_MAX_DIMS];
-    if (sd_h5_read(f, "/header", SD_H5_U8, &nd, shape, (void **)&r->header, err) != 0) goto done;
+    if (sd_h5_read(f, "/header", SD_H5_U8, &nd, shape, (void **)&r->header, err) != 0)
+      goto done;
     r->header_len = nd == 1 ? shape[0] : 0;
   }
   if (sd_h5_exists(f, "/zip_fields") &&
@@ -1585,17 +1762,20 @@ static int read_restore(const char *path, restore_data *r, sd_error *err) {
 done:
   free(fmt);
   sd_h5_close(f);
-  if (rc != 0) restore_data_free(r);
+  if (rc != 0)
+    restore_data_free(r);
   return rc;
 }
 
 /* A file name from the restore file used under a folder: relative, no "..". */
 static int safe_rel(const char *rel) {
-  if (!*rel || rel[0] == '/') return 0;
+  if (!*rel || rel[0] == '/')
+    return 0;
   for (const char *p = rel; *p;) {
     const char *slash = strchr(p, '/');
     size_t n = slash ? (size_t)(slash - p) : strlen(p);
-    if (n == 0 || (n == 2 && p[0] == '.' && p[1] == '.')) return 0;
+    if (n == 0 || (n == 2 && p[0] == '.' && p[1] == '.'))
+      return 0;
     p += n + (slash ? 1 : 0);
   }
   return 1;
@@ -1603,15 +1783,20 @@ static int safe_rel(const char *rel) {
 
 static int check_hash(const char *path, uint64_t want_size, const char *want_sha, const char *what, sd_error *err) {
   struct stat st;
-  if (stat(path, &st) != 0) return sd_fail(err, "%s: cannot open: %s", path, strerror(errno));
+  if (stat(path, &st) != 0)
+    return sd_fail(err, "%s: cannot open: %s", path, strerror(errno));
   uint8_t d[32];
   char hex[65];
   if ((uint64_t)st.st_size == want_size) {
-    if (sd_sha256_file(path, d, err) != 0) return -1;
+    if (sd_sha256_file(path, d, err) != 0)
+      return -1;
     sd_sha256_hex(d, hex);
-    if (strcmp(hex, want_sha) == 0) return 0;
+    if (strcmp(hex, want_sha) == 0)
+      return 0;
   }
-  return sd_fail(err, "%s: SHA-256 does not match the restore file's record of the %s (not the file it was written for, or changed since)",
+  return sd_fail(err,
+                 "%s: SHA-256 does not match the restore file's record of the %s (not the file it was written for, or "
+                 "changed since)",
                  path, what);
 }
 
@@ -1625,28 +1810,35 @@ static int rebuild_file(const restore_data *r, const file_row *row, const char *
   out_stream s = {0};
   int rc = -1, n = 0;
   int st = !strcmp(r->format, "safetensors") || !strcmp(r->format, "safetensors-from-torch");
-  if (!st && strcmp(r->format, "torch-zip") != 0) return sd_fail(err, "unknown checkpoint format '%s' in the restore file", r->format);
-  if (st && (!r->header || r->header_len < 8)) return sd_fail(err, "the restore file has no original header");
-  if (map_file(pruned, &map, &size, err) != 0) return -1;
-  if (!(edits = sd_calloc((size_t)(r->n_tensors + r->n_fields) + 1, sizeof *edits, err))) goto done;
+  if (!st && strcmp(r->format, "torch-zip") != 0)
+    return sd_fail(err, "unknown checkpoint format '%s' in the restore file", r->format);
+  if (st && (!r->header || r->header_len < 8))
+    return sd_fail(err, "the restore file has no original header");
+  if (map_file(pruned, &map, &size, err) != 0)
+    return -1;
+  if (!(edits = sd_calloc((size_t)(r->n_tensors + r->n_fields) + 1, sizeof *edits, err)))
+    goto done;
   for (int64_t i = 0; i < r->n_tensors; i++) {
     const tensor_row *t = &r->tensors[i];
-    if (strcmp(t->file, row->file) != 0) continue;
+    if (strcmp(t->file, row->file) != 0)
+      continue;
     sd_dtype dt;
     if (sd_dtype_from_name(t->dtype, &dt) != 0 || t->nbytes < 0 || t->pruned_offset < 0 ||
         r->n_original[i] != t->n_pruned * (int64_t)sd_dtype_size(dt)) {
       sd_fail(err, "%s: tensor '%s': inconsistent record in the restore file", pruned, t->key);
       goto done;
     }
-    edits[n++] = (edit){(uint64_t)t->pruned_offset, (uint64_t)t->nbytes, sd_dtype_size(dt), t->n_pruned, r->index[i],
-                        r->original[i]};
+    edits[n++] = (edit){
+        (uint64_t)t->pruned_offset, (uint64_t)t->nbytes, sd_dtype_size(dt), t->n_pruned, r->index[i], r->original[i]};
     res->n_tensors++;
     res->restored += t->n_pruned;
   }
-  if (r->n_fields && !(fbytes = sd_calloc((size_t)r->n_fields, 8, err))) goto done;
+  if (r->n_fields && !(fbytes = sd_calloc((size_t)r->n_fields, 8, err)))
+    goto done;
   for (int64_t i = 0; i < r->n_fields; i++) {
     const field_row *fr = &r->fields[i];
-    if (strcmp(fr->file, row->file) != 0) continue;
+    if (strcmp(fr->file, row->file) != 0)
+      continue;
     if (fr->size < 1 || fr->size > 8 || fr->pruned_offset < 0) {
       sd_fail(err, "%s: inconsistent zip field record in the restore file", pruned);
       goto done;
@@ -1665,10 +1857,14 @@ static int rebuild_file(const restore_data *r, const file_row *row, const char *
     from = 8 + hl;
   }
   int wrc = stream_open(&s, tmp, 0, err);
-  if (wrc == 0 && st) wrc = emit(&s, NULL, r->header, (size_t)r->header_len, err);
-  if (wrc == 0) wrc = copy_edited(&s, pruned, map, from, size, edits, n, err);
-  if (wrc == 0) wrc = stream_close(&s, err);
-  if (wrc != 0) goto done;
+  if (wrc == 0 && st)
+    wrc = emit(&s, NULL, r->header, (size_t)r->header_len, err);
+  if (wrc == 0)
+    wrc = copy_edited(&s, pruned, map, from, size, edits, n, err);
+  if (wrc == 0)
+    wrc = stream_close(&s, err);
+  if (wrc != 0)
+    goto done;
   char hex[65];
   hex_digest(&s.out, hex);
   if (s.bytes != (uint64_t)row->original_size || strcmp(hex, row->original_sha256) != 0) {
@@ -1693,9 +1889,11 @@ typedef struct {
 
 static int check_listed(void *vctx, const char *rel, const char *full, int is_dir, sd_error *err) {
   extra_ctx *c = vctx;
-  if (is_dir) return 0;
+  if (is_dir)
+    return 0;
   for (int64_t i = 0; i < c->r->n_files; i++)
-    if (!strcmp(c->r->files[i].file, rel)) return 0;
+    if (!strcmp(c->r->files[i].file, rel))
+      return 0;
   return sd_fail(err, "%s: not in the restore file (added to the pruned folder after apply?)", full);
 }
 
@@ -1703,11 +1901,13 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
                           sd_restore_result *res, sd_error *err) {
   memset(res, 0, sizeof *res);
   restore_data r;
-  if (read_restore(restore_path, &r, err) != 0) return -1;
+  if (read_restore(restore_path, &r, err) != 0)
+    return -1;
   char tmp[4300] = "", tmp_dir[4300] = "";
   int rc = -1;
   snprintf(res->out_path, sizeof res->out_path, "%s", out);
-  for (size_t n = strlen(res->out_path); n > 1 && res->out_path[n - 1] == '/'; n--) res->out_path[n - 1] = 0;
+  for (size_t n = strlen(res->out_path); n > 1 && res->out_path[n - 1] == '/'; n--)
+    res->out_path[n - 1] = 0;
   int folder = !strcmp(r.layout, "diffusers");
   const file_row *patched = NULL;
   for (int64_t i = 0; i < r.n_files; i++) {
@@ -1732,7 +1932,8 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
             folder ? "diffusers folder" : "single checkpoint file");
     goto done;
   }
-  if (same_file(res->out_path, pruned) || (folder && (path_inside(res->out_path, pruned) || path_inside(pruned, res->out_path)))) {
+  if (same_file(res->out_path, pruned) ||
+      (folder && (path_inside(res->out_path, pruned) || path_inside(pruned, res->out_path)))) {
     sd_fail(err, "%s: the output would replace or lie inside the input %s", res->out_path, pruned);
     goto done;
   }
@@ -1741,11 +1942,15 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
     goto done;
   }
   char src[4200];
-  if (folder) snprintf(src, sizeof src, "%s/%s", pruned, patched->file);
-  else snprintf(src, sizeof src, "%s", pruned);
-  if (check_hash(src, (uint64_t)patched->pruned_size, patched->pruned_sha256, "pruned file", err) != 0) goto done;
-  res->format = !strcmp(r.format, "torch-zip") ? "torch-zip" : !strcmp(r.format, "safetensors") ? "safetensors"
-                                                                                                  : "safetensors-from-torch";
+  if (folder)
+    snprintf(src, sizeof src, "%s/%s", pruned, patched->file);
+  else
+    snprintf(src, sizeof src, "%s", pruned);
+  if (check_hash(src, (uint64_t)patched->pruned_size, patched->pruned_sha256, "pruned file", err) != 0)
+    goto done;
+  res->format = !strcmp(r.format, "torch-zip")     ? "torch-zip"
+                : !strcmp(r.format, "safetensors") ? "safetensors"
+                                                   : "safetensors-from-torch";
   if (!folder) {
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", res->out_path, (long)getpid());
     if (rebuild_file(&r, patched, src, tmp, res, err) != 0) {
@@ -1760,7 +1965,8 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
     res->n_files = 1;
   } else {
     extra_ctx ec = {&r, pruned};
-    if (walk_tree(pruned, "", 0, check_listed, &ec, err) != 0) goto done;
+    if (walk_tree(pruned, "", 0, check_listed, &ec, err) != 0)
+      goto done;
     snprintf(tmp_dir, sizeof tmp_dir, "%s.tmp-%ld", res->out_path, (long)getpid());
     if (mkdir(tmp_dir, 0777) != 0) {
       sd_fail(err, "%s: cannot create: %s", tmp_dir, strerror(errno));
@@ -1770,8 +1976,11 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
     for (int64_t i = 0; i < r.n_files; i++) {
       const file_row *fr = &r.files[i];
       char from[4200], to[4200];
-      snprintf(from, sizeof from, "%s/%s", pruned, fr->file);
-      snprintf(to, sizeof to, "%s/%s", tmp_dir, fr->file);
+      if (snprintf(from, sizeof from, "%s/%s", pruned, fr->file) >= (int)sizeof from ||
+          snprintf(to, sizeof to, "%s/%s", tmp_dir, fr->file) >= (int)sizeof to) {
+        sd_fail(err, "%s/%s: path too long", tmp_dir, fr->file);
+        goto done;
+      }
       char *slash = strrchr(to, '/');
       *slash = 0;
       if (sd_mkdir_p(to) != 0) {
@@ -1780,11 +1989,13 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
       }
       *slash = '/';
       if (fr == patched) {
-        if (rebuild_file(&r, fr, from, to, res, err) != 0) goto done;
+        if (rebuild_file(&r, fr, from, to, res, err) != 0)
+          goto done;
       } else {
         uint64_t size;
         char sha[65];
-        if (copy_file(from, to, &size, sha, err) != 0) goto done;
+        if (copy_file(from, to, &size, sha, err) != 0)
+          goto done;
         if (size != (uint64_t)fr->pruned_size || strcmp(sha, fr->pruned_sha256) != 0) {
           sd_fail(err, "%s: SHA-256 does not match the restore file's record (changed since apply?)", from);
           goto done;
@@ -1793,13 +2004,16 @@ int sd_restore_checkpoint(const char *pruned, const char *restore_path, const ch
       }
       res->n_files++;
     }
-    if (replace_dir(tmp_dir, res->out_path, err) != 0) goto done;
+    if (replace_dir(tmp_dir, res->out_path, err) != 0)
+      goto done;
     tmp_dir[0] = 0;
   }
   rc = 0;
 done:
-  if (tmp[0]) unlink(tmp);
-  if (tmp_dir[0]) remove_tree(tmp_dir);
+  if (tmp[0])
+    unlink(tmp);
+  if (tmp_dir[0])
+    remove_tree(tmp_dir);
   restore_data_free(&r);
   return rc;
 }

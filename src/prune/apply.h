@@ -52,8 +52,8 @@ typedef struct {
   char source[4096];       /* the patched input file */
   char note[512];          /* why a torch zip became safetensors; empty otherwise */
   int n_layers;
-  int64_t pruned, total;   /* pruned weights / weights of the masked tensors */
-  uint64_t bytes;          /* bytes written (checkpoint file or folder, not the restore file) */
+  int64_t pruned, total; /* pruned weights / weights of the masked tensors */
+  uint64_t bytes;        /* bytes written (checkpoint file or folder, not the restore file) */
 } sd_apply_result;
 
 /* Restore file name of an output: `<out minus .safetensors/.ckpt/.pt/.pth/.bin>.restore.h5`, for a
@@ -65,8 +65,8 @@ void sd_restore_path_for(const char *out, char *buf, size_t size);
  * without the weight cache, so that its UNet view points into the source files. A torch zip whose
  * patched storage is compressed (or not contiguous) is written as safetensors with the same keys;
  * res->note says so. An --out ending in .safetensors converts a torch zip likewise. */
-int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_apply_options *opt,
-                             sd_apply_result *res, sd_error *err);
+int sd_apply_mask_checkpoint(const sd_model *m, const sd_mask *mask, const sd_apply_options *opt, sd_apply_result *res,
+                             sd_error *err);
 
 typedef struct {
   char out_path[4096];
