@@ -12,7 +12,7 @@
 
 typedef struct {
   const char *path;              /* single checkpoint file or diffusers folder */
-  const char *config_path;       /* --config FILE.json, optional: architecture override */
+  const char *config_path;       /* --config FILE.json|FILE.yaml|DIR, optional: architecture override */
   const char *unet_path;         /* --unet FILE, optional: replaces the UNet */
   const char *text_encoder_path; /* --text-encoder FILE, optional: replaces the text encoder */
   const char *tokenizer_dir;     /* --tokenizer DIR, optional */
@@ -32,7 +32,7 @@ typedef struct {
   char *vae_config_json;       /* diffusers AutoencoderKL config or ldm "vae" object text, or NULL */
   char *scheduler_config_json; /* diffusers scheduler config, or NULL */
   int v_prediction;            /* 1: the UNet predicts v (SD 2.x 768-v); 0: eps */
-  const char *prediction_source; /* "--prediction", "scheduler config", "checkpoint metadata", "default" */
+  const char *prediction_source; /* "--prediction", "--config", "scheduler config", "checkpoint metadata", "default" */
   char tokenizer_dir[4096];    /* empty when unknown */
   char hash[17];               /* hex digest identifying the weights (model hash in outputs) */
 } sd_model;
