@@ -13,6 +13,7 @@
 #include "io/names_text.h"
 #include "io/names_unet.h"
 #include "io/store_view.h"
+#include "model/synth.h"
 
 char *sd_read_text_file(const char *path, size_t max_bytes, sd_error *err) {
   FILE *f = fopen(path, "rb");
@@ -412,23 +413,62 @@ int sd_default_tokenizer_dir(char *out, size_t n) {
   return 0;
 }
 
+/* `synth:ARCH[:SEED]` as a model path: the synthesised checkpoint (model/synth.h, f16), written once to
+ * ${SDPRUNE_SYNTH_CACHE:-${TMPDIR:-/tmp}/sdprune-synth}/ARCH-seedN-f16.safetensors and opened from there.
+ * The writer renames a complete temporary file into place and the bytes depend only on (ARCH, SEED), so
+ * ranks racing to create it all end with the same file. */
+static int synth_model_file(const char *spec, char *out, size_t n, sd_error *err) {
+  char arch_name[64];
+  const char *colon = strchr(spec, ':');
+  size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+  unsigned long long seed = 0;
+  if (len == 0 || len >= sizeof arch_name)
+    return sd_fail(err, "synth:%s: expected synth:ARCH[:SEED] with ARCH one of %s", spec, sd_synth_arch_names());
+  memcpy(arch_name, spec, len);
+  arch_name[len] = 0;
+  if (colon) {
+    char *end;
+    errno = 0;
+    seed = strtoull(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || colon[1] == '-')
+      return sd_fail(err, "synth:%s: the seed must be an integer in [0, 2^64-1]", spec);
+  }
+  sd_synth_arch arch;
+  if (sd_synth_arch_get(arch_name, &arch, err) != 0) return -1;
+  const char *dir = getenv("SDPRUNE_SYNTH_CACHE"), *tmp = getenv("TMPDIR");
+  char folder[4096];
+  if (dir && *dir) snprintf(folder, sizeof folder, "%s", dir);
+  else snprintf(folder, sizeof folder, "%s/sdprune-synth", tmp && *tmp ? tmp : "/tmp");
+  if ((size_t)snprintf(out, n, "%s/%s-seed%llu-f16.safetensors", folder, arch.kind, seed) >= n)
+    return sd_fail(err, "synth:%s: cache path too long", spec);
+  if (sd_is_file(out)) return 0;
+  if (sd_mkdir_p(folder) != 0) return sd_fail(err, "synth:%s: cannot create %s: %s", spec, folder, strerror(errno));
+  return sd_synth_write(out, &arch, SD_DTYPE_F16, seed, NULL, NULL, NULL, NULL, err);
+}
+
 int sd_model_open(const sd_model_options *opt, sd_model **out, sd_error *err) {
   *out = NULL;
+  char synth_path[4096];
+  const char *path = opt->path;
+  if (path && strncmp(path, "synth:", 6) == 0) {
+    if (synth_model_file(path + 6, synth_path, sizeof synth_path, err) != 0) return -1;
+    path = synth_path;
+  }
   sd_model *m = sd_calloc(1, sizeof *m, err);
   if (!m) return -1;
-  m->path = sd_strdup(opt->path);
+  m->path = sd_strdup(path);
   m->text_layout = "hf";
   int rc;
-  if (sd_is_dir(opt->path)) {
+  if (sd_is_dir(path)) {
     m->layout = "diffusers";
-    rc = open_diffusers(m, opt->path, err);
+    rc = open_diffusers(m, path, err);
   } else {
     m->layout = "single-file";
-    rc = open_single_file(m, opt->path, err);
+    rc = open_single_file(m, path, err);
   }
   if (rc == 0 && opt->unet_path) rc = apply_override(m, &m->unet_view, opt->unet_path, 1, err);
   if (rc == 0 && opt->text_encoder_path) rc = apply_override(m, &m->text_view, opt->text_encoder_path, 0, err);
-  if (rc == 0 && !m->unet_view) rc = sd_fail(err, "%s: no UNet tensors found (not a Stable Diffusion checkpoint?)", opt->path);
+  if (rc == 0 && !m->unet_view) rc = sd_fail(err, "%s: no UNet tensors found (not a Stable Diffusion checkpoint?)", path);
   if (rc == 0 && opt->config_path) rc = apply_config_override(m, opt->config_path, err);
   if (rc == 0 && !m->unet_cfg_source) {
     rc = sd_unet_config_infer(m->unet_view, &m->unet_cfg, err);
