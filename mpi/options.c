@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/files.h"
+
 #ifdef SDPRUNE_HAVE_JOB
 #include "io/job.h"
 #endif
@@ -15,6 +17,7 @@
 void sdm_usage(FILE *out) {
   fprintf(out, "usage: mpirun -np N sdprune-mpi stats [JOB.yaml] [options] --out DIR\n"
                "       mpirun -np N sdprune-mpi run JOB.yaml [options] [--out DIR]\n"
+               "       mpirun -np N sdprune-mpi mask JOB.yaml [--out DIR] [--set K=V ...]\n"
                "       sdprune-mpi reduce DIR [--out FILE.h5]\n\n"
                "Statistics of `sdprune stats` over MPI ranks: every rank plans the same items (set, row, seed) and\n"
                "takes the next pending one from a shared counter (one-sided MPI at rank 0), so fast ranks do more.\n"
@@ -22,15 +25,18 @@ void sdm_usage(FILE *out) {
                "atomically after completed items. At the end the totals are reduced (MPI_Reduce, exact integer\n"
                "sums) and rank 0 writes DIR/stats.h5, bit-identical for any rank count or schedule.\n"
                "Running the same command again resumes: items done in any shard (of any earlier rank count) are\n"
-               "skipped, shards of ranks that no longer exist are kept and merged. `run` = stats, then reduce\n"
-               "(the mask and apply stages are not in sdprune-mpi yet: run `sdprune mask` on DIR/stats.h5).\n"
+               "skipped, shards of ranks that no longer exist are kept and merged.\n"
+               "`run` = stats, reduce, then (when the job has a mask section) the mask and apply stages on rank 0:\n"
+               "DIR/mask.h5 and the pruned checkpoint DIR/pruned.safetensors (DIR/pruned/ for a diffusers folder,\n"
+               "DIR/pruned.<ext> in the input's format otherwise) with its restore file DIR/pruned.restore.h5;\n"
+               "these are derived and a rerun replaces them. `mask JOB` = those two stages alone, from DIR/stats.h5.\n"
                "`reduce DIR` merges DIR's shards again without computing anything (like `sdprune reduce`).\n\n"
                "  JOB.yaml               job file (io/job.h); options given here win over its settings\n"
                "  --set SECTION.KEY=V    override one key of the job file (e.g. sampler.steps=20)\n"
                "  --target FILE / --anchor FILE / --adversarial NAME=FILE / --template T\n"
                "  --sampler NAME / --steps N / --max-steps K / --guidance G / --eta E / --seed S / --seeds LIST\n"
                "  --size WxH / --limit N / --hooks ff|ff,attn2   as in `sdprune stats --help`\n"
-          "  --per-item             per-item records in DIR/stats.items/ (engine backend), linked from stats.h5\n"
+               "  --per-item             per-item records in DIR/stats.items/ (engine backend), linked from stats.h5\n"
                "  --out DIR              output folder (DIR/shards/, DIR/stats.h5)\n"
                "  --checkpoint-every N   rewrite a rank's shard after every N items (default: after each item, or\n"
                "                         less often when rewriting costs more than 5%% of the item time)\n"
@@ -119,6 +125,10 @@ static int load_job(sdm_options *o, const char *path, int argc, char **argv) {
     }
   sd_model_options *m = &o->common.model;
   m->path = job->model;
+  /* synth:ARCH is no file: the job reader joined it to the job's folder like a path; undo that */
+  const char *synth = job->model ? strstr(job->model, "synth:") : NULL;
+  if (synth && synth > job->model && synth[-1] == '/' && !sd_is_file(job->model) && !strchr(synth, '/'))
+    m->path = synth;
   m->unet_path = job->unet;
   m->text_encoder_path = job->text_encoder;
   m->config_path = job->config;
@@ -195,8 +205,14 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     return argc < 2 ? 2 : 1;
   }
   o->command = argv[1];
-  if (strcmp(o->command, "stats") && strcmp(o->command, "run") && strcmp(o->command, "reduce")) {
-    fprintf(stderr, CMD ": unknown command '%s' (stats, run, reduce; see --help)\n", o->command);
+  if (strcmp(o->command, "stats") && strcmp(o->command, "run") && strcmp(o->command, "reduce") &&
+      strcmp(o->command, "mask")) {
+    fprintf(stderr, CMD ": unknown command '%s' (stats, run, mask, reduce; see --help)\n", o->command);
+    return 2;
+  }
+  if (!strcmp(o->command, "mask") && (argc < 3 || argv[2][0] == '-' || sd_is_dir(argv[2]))) {
+    fprintf(stderr, CMD " mask: name the job file (its mask section holds the parameters; --out DIR for another "
+                        "folder than its out); for a run folder alone use `sdprune mask DIR/stats.h5 --method ...`\n");
     return 2;
   }
   int first = 2;

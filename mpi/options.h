@@ -14,7 +14,7 @@
 #define SDM_MAX_SEEDS 4096
 
 typedef struct sdm_options {
-  const char *command; /* "stats", "run", "reduce" */
+  const char *command; /* "stats", "run", "mask", "reduce" */
   const char *job_path;
   sd_cli_common common;
   sd_stats_set_spec sets[SDM_MAX_SETS];

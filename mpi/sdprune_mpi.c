@@ -1,8 +1,9 @@
 /* sdprune-mpi: the MPI driver of the statistics stage. Every rank plans the same items, takes the next
  * pending one from a shared counter at rank 0 (MPI one-sided, passive target), runs it through a backend
  * (backend.h) and keeps its shard DIR/shards/rank-NNNNN.h5; at the end the totals are reduced with
- * MPI_Reduce and rank 0 writes DIR/stats.h5. Knows no tensors, no HDF5 and no model: only the library's
- * statistics functions. The only place that calls MPI_Abort. */
+ * MPI_Reduce and rank 0 writes DIR/stats.h5; `run` then has rank 0 build the mask and the pruned
+ * checkpoint (stage_mask.c) while the others wait. Knows no tensors, no HDF5 and no model: only the
+ * library's statistics functions. The only place that calls MPI_Abort. */
 #include <errno.h>
 #include <mpi.h>
 #include <signal.h>
@@ -11,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/files.h"
 #include "core/provenance.h"
 #include "mpi/backend.h"
 #include "mpi/options.h"
+#include "mpi/stage_mask.h"
 #include "stats/stats_io.h"
 #include "stats/stats_shards.h"
 
@@ -637,6 +640,36 @@ fail_quiet:
   return 1;
 }
 
+/* The stages after the reduce: rank 0 alone runs them while the others wait in a non-blocking barrier
+ * polled every 20 ms (a blocking MPI wait spins a core in most implementations, a core that rank 0's
+ * threads on the same node need); then every rank returns rank 0's status. */
+static int mask_on_rank0(const sdm_options *o, int argc, char **argv) {
+  int status = 0, flag = 0;
+  if (g_rank == 0)
+    status = sdm_mask_stage(o, argc, argv);
+  MPI_Request req;
+  MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+  while (!flag) {
+    MPI_CHECK(MPI_Test(&req, &flag, MPI_STATUS_IGNORE));
+    if (!flag)
+      nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+  }
+  MPI_CHECK(MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  return status;
+}
+
+/* `run` after a complete stats + reduce: the mask stage when the job has a mask section. */
+static int run_after_reduce(const sdm_options *o, int argc, char **argv) {
+  const char *why = !sdm_has_mask_stage(o)         ? "the job has no mask section: done after the reduce"
+                    : strcmp(o->backend, "engine") ? "the fake backend has no model: mask stage skipped"
+                                                   : NULL;
+  if (!why)
+    return mask_on_rank0(o, argc, argv);
+  if (g_rank == 0 && !o->quiet)
+    fprintf(stderr, "sdprune-mpi run: %s\n", why);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   MPI_CHECK(MPI_Init(&argc, &argv));
   MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
@@ -667,13 +700,18 @@ int main(int argc, char **argv) {
     status = rc == 1 ? 0 : 2;
   else if (!strcmp(o.command, "reduce"))
     status = cmd_reduce_dir(&o);
-  else {
-    status = cmd_stats_mpi(&o, argc, argv);
-    if (!status && !strcmp(o.command, "run") && g_rank == 0 && !o.quiet)
-      fprintf(stderr,
-              "sdprune-mpi run: statistics done; the mask and apply stages are not in sdprune-mpi yet: run "
-              "`sdprune mask --stats %s/stats.h5 ...` and `sdprune apply` (one process)\n",
-              o.out);
+  else if (!strcmp(o.command, "mask")) {
+    if (!sdm_has_mask_stage(&o)) {
+      if (g_rank == 0)
+        fprintf(stderr, "sdprune-mpi mask: %s has no mask section (give one, or --set mask.method=wanda)\n",
+                o.job_path);
+      status = 2;
+    } else
+      status = mask_on_rank0(&o, argc, argv);
+  } else {
+    status = cmd_stats_mpi(&o, argc, argv); /* the same on every rank */
+    if (!status && !strcmp(o.command, "run"))
+      status = run_after_reduce(&o, argc, argv);
   }
   sdm_options_free(&o);
   MPI_CHECK(MPI_Finalize());

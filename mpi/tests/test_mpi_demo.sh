@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The demo job end to end, as a user runs it from the repository root: `mpirun -np 2 sdprune-mpi run
+# jobs/demo.yaml` (into a temporary --out, the model synthesised into a temporary SDPRUNE_SYNTH_CACHE)
+# leaves stats.h5, mask.h5, pruned.safetensors and its restore file; `sdprune restore` gives back the
+# synthesised model byte for byte; a rerun replaces the derived outputs; `sdprune-mpi mask` alone; a job
+# without a mask section stops after the reduce; a failing mask stage fails every rank's exit status.
+. "$(dirname "$0")/../../tests/testlib.sh"
+MPI_BIN=${SDPRUNE_MPI_BIN:?SDPRUNE_MPI_BIN must name sdprune-mpi}
+SRC=${SDPRUNE_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export SDPRUNE_SYNTH_CACHE="$TMP/synth"
+run_np() { local n=$1; shift; (cd "$SRC" && "${MPIEXEC:-mpirun}" --oversubscribe -np "$n" "$MPI_BIN" "$@"); }
+OUT="$TMP/demo"
+MODEL="$SDPRUNE_SYNTH_CACHE/tiny-sd1-seed0-f16.safetensors"
+
+run_np 2 run jobs/demo.yaml --out "$OUT" 2>"$TMP/run.log"
+check "mpirun -np 2 sdprune-mpi run jobs/demo.yaml runs (log: $(tail -n 3 "$TMP/run.log" | tr '\n' ' '))" [ $? -eq 0 ]
+for f in stats.h5 mask.h5 pruned.safetensors pruned.restore.h5; do
+  check "run leaves $f" [ -s "$OUT/$f" ]
+done
+check "the model synth:tiny-sd1 was synthesised into SDPRUNE_SYNTH_CACHE" [ -s "$MODEL" ]
+check "the pruned checkpoint differs from the model" bash -c "! cmp -s '$OUT/pruned.safetensors' '$MODEL'"
+"$BIN" restore --model "$OUT/pruned.safetensors" --restore "$OUT/pruned.restore.h5" --out "$TMP/restored.safetensors" \
+  2>"$TMP/restore.log"
+check "sdprune restore runs" [ $? -eq 0 ]
+check "... and gives back the synthesised model's bytes" cmp "$TMP/restored.safetensors" "$MODEL"
+"$BIN" mask "$OUT/stats.h5" --method wanda --ratio 0.01 --tau 10 --out "$TMP/cli-mask.h5" --quiet
+"$BIN" apply --model "$MODEL" --mask "$TMP/cli-mask.h5" --out "$TMP/cli-pruned.safetensors" 2>/dev/null
+check "the pruned weights equal sdprune mask + sdprune apply's (data section compared)" /usr/bin/python3 -c "
+import json, struct, sys
+def data(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop('__metadata__', None)
+    return h, b[8 + n:]
+sys.exit(0 if data('$OUT/pruned.safetensors') == data('$TMP/cli-pruned.safetensors') else 1)"
+
+cp "$OUT/stats.h5" "$TMP/stats-before.h5"
+run_np 2 run jobs/demo.yaml --out "$OUT" 2>"$TMP/rerun.log"
+check "a rerun after completion succeeds (mask and pruned checkpoint replaced)" [ $? -eq 0 ]
+check "... with nothing left to compute" grep -q ' 0 items done, 0 failed, 12 done before' "$TMP/rerun.log"
+check "... and writes the pruned checkpoint again" grep -q 'sdprune-mpi apply: pruned' "$TMP/rerun.log"
+
+rm -f "$OUT/mask.h5" "$OUT/pruned.safetensors"
+run_np 2 mask jobs/demo.yaml --out "$OUT" 2>"$TMP/mask.log"
+check "sdprune-mpi mask JOB (the stages after the reduce alone) writes mask.h5 and the checkpoint" \
+  bash -c "[ -s '$OUT/mask.h5' ] && [ -s '$OUT/pruned.safetensors' ]"
+
+run_np 2 run jobs/demo.yaml --out "$OUT" --set mask=null 2>"$TMP/nomask.log"
+check "a job without a mask section stops after the reduce" bash -c \
+  "[ $? -eq 0 ] && grep -q 'no mask section' '$TMP/nomask.log' && ! grep -q 'sdprune-mpi apply' '$TMP/nomask.log'"
+
+run_np 2 mask jobs/demo.yaml --out "$TMP/nostats" 2>"$TMP/fail.log"
+rc=$?
+check "a failing mask stage (no stats.h5) exits non-zero on every rank (rc $rc)" [ $rc -eq 1 ]
+check "... saying why" grep -q 'mask stage: .*nostats/stats.h5' "$TMP/fail.log"
+finish
