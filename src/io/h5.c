@@ -1,6 +1,7 @@
-/* HDF5 behind io/h5.h, and the only file that includes hdf5.h: atomic create/commit, datasets,
- * scalar attributes, compound tables, listing and external links, with HDF5's error stack turned into
- * one-line messages. Not a general binding: no partial I/O, no extendible datasets, no MPI-IO. */
+/* HDF5 behind io/h5.h (with h5_table.c, the only files that include hdf5.h): atomic create/commit,
+ * datasets, scalar attributes, listing and external links, with HDF5's error stack turned into
+ * one-line messages. Not a general binding: no partial I/O, no extendible datasets, no MPI-IO; not
+ * the compound tables (h5_table.c). */
 #include "io/h5.h"
 
 #include <errno.h>
@@ -12,21 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <hdf5.h>
-
-struct sd_h5 {
-  hid_t file;
-  char *path;     /* the final name: every message names it */
-  char *tmp_path; /* "<path>.tmp-<pid>" for a file from sd_h5_create; NULL for sd_h5_open */
-};
+#include "io/h5_internal.h"
 
 /* Chunks of about 1 MiB: large enough for deflate to work well, small enough for the default 1 MiB
  * chunk cache to hold one whole. Datasets up to 4096 elements stay contiguous (filters cost more than
  * they save there). */
 #define H5_CHUNK_BYTES ((hsize_t)1 << 20)
 #define H5_COMPRESS_MIN_NUMEL 4096
-#define H5_TABLE_CHUNK_ROWS 1024
-#define H5_DEFLATE_LEVEL 4
 
 /* ---- error messages ---------------------------------------------------------------------------- */
 
@@ -61,20 +54,19 @@ static void h5_stack_message(char *buf, size_t size) {
   if (em) {
     char reason[256];
     const char *colon = strchr(buf, ':');
-    snprintf(reason, sizeof reason, "%.*s: %.*s", colon ? (int)(colon - buf) : 0, buf,
-             (int)strcspn(em + 17, "'"), em + 17);
+    snprintf(reason, sizeof reason, "%.*s: %.*s", colon ? (int)(colon - buf) : 0, buf, (int)strcspn(em + 17, "'"),
+             em + 17);
     snprintf(buf, size, "%s", reason);
   }
   for (char *p = buf; *p; p++)
-    if (*p == '\n' || *p == '\r') *p = ' ';
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
   if (H5Eclose_stack(stack) < 0)
     return;
 }
 
-/* "file: obj: what (HDF5: innermost message)"; obj NULL leaves it out. Call it right after the failing
- * HDF5 call: any later HDF5 API call clears the stack. */
-__attribute__((format(printf, 4, 5))) static int h5_fail(sd_error *err, const char *file, const char *obj,
-                                                         const char *fmt, ...) {
+/* The message goes to err; see h5_internal.h. */
+int h5_fail(sd_error *err, const char *file, const char *obj, const char *fmt, ...) {
   char what[512], hdf5[512];
   va_list ap;
   va_start(ap, fmt);
@@ -97,27 +89,6 @@ __attribute__((format(printf, 4, 5))) static int h5_fail(sd_error *err, const ch
   return -1;
 }
 
-/* Checks one HDF5 call (negative hid_t/herr_t/htri_t is failure): on failure leaves the message for
- * object `obj` of file f and jumps to `cleanup`, with rc -1. Needs locals f, err and rc. */
-#define H5_CHECK(call, obj, ...)                                                                                       \
-  do {                                                                                                                 \
-    if ((call) < 0) {                                                                                                  \
-      rc = h5_fail(err, f->path, (obj), __VA_ARGS__);                                                                  \
-      goto cleanup;                                                                                                    \
-    }                                                                                                                  \
-  } while (0)
-
-/* Closes id if valid; a failing close on an otherwise successful path becomes the error (closing a
- * dataset may be what writes its last chunk). */
-#define H5_CLOSE(closer, id, obj)                                                                                      \
-  do {                                                                                                                 \
-    if ((id) >= 0) {                                                                                                   \
-      if (closer(id) < 0 && rc == 0)                                                                                   \
-        rc = h5_fail(err, f->path, (obj), "cannot close (%s)", #closer);                                               \
-      (id) = H5I_INVALID_HID;                                                                                          \
-    }                                                                                                                  \
-  } while (0)
-
 /* HDF5 prints every error stack to stderr by default; messages go through sd_error instead. */
 static int h5_quiet_done;
 static void h5_quiet(void) {
@@ -130,7 +101,7 @@ static void h5_quiet(void) {
     h5_quiet_done = 1;
 }
 
-static int h5_bad_handle(const sd_h5 *f, sd_error *err) {
+int h5_bad_handle(const sd_h5 *f, sd_error *err) {
   if (f && f->file >= 0)
     return 0;
   return sd_fail(err, "HDF5: no open file");
@@ -144,7 +115,7 @@ static int h5_bad_handle(const sd_h5 *f, sd_error *err) {
 
 /* ---- types ------------------------------------------------------------------------------------- */
 
-static const char *type_name(sd_h5_type t) {
+const char *h5_type_name(sd_h5_type t) {
   switch (t) {
   case SD_H5_I64:
     return "int64";
@@ -163,7 +134,7 @@ static const char *type_name(sd_h5_type t) {
 }
 
 /* Size of one element in memory, 0 for an unknown type. */
-static size_t mem_size(sd_h5_type t) {
+size_t h5_mem_size(sd_h5_type t) {
   switch (t) {
   case SD_H5_I64:
     return sizeof(int64_t);
@@ -184,7 +155,7 @@ static size_t mem_size(sd_h5_type t) {
 /* A new type id (the caller closes it): the little-endian standard type stored in the file
  * (file != 0) or the native type of memory; strings are variable-length UTF-8 in both. On failure the
  * message is left for `obj` and H5I_INVALID_HID returned. */
-static hid_t new_type(sd_h5 *f, const char *obj, sd_h5_type t, int file, sd_error *err) {
+hid_t h5_new_type(sd_h5 *f, const char *obj, sd_h5_type t, int file, sd_error *err) {
   int rc = 0;
   hid_t id = H5I_INVALID_HID, base;
   switch (t) {
@@ -232,7 +203,7 @@ static void vlen_free(void *mem, void *info) {
 
 /* A transfer property list under which HDF5 allocates variable-length strings with malloc, so that they
  * can be handed to the caller as they are. */
-static hid_t new_malloc_xfer(sd_h5 *f, const char *obj, sd_error *err) {
+hid_t h5_new_malloc_xfer(sd_h5 *f, const char *obj, sd_error *err) {
   int rc = 0;
   hid_t xfer = H5I_INVALID_HID;
   H5_CHECK(xfer = H5Pcreate(H5P_DATASET_XFER), obj, "cannot create a transfer property list");
@@ -246,7 +217,7 @@ cleanup:
 }
 
 /* A link creation property list that creates missing parent groups. */
-static hid_t new_lcpl(sd_h5 *f, const char *obj, sd_error *err) {
+hid_t h5_new_lcpl(sd_h5 *f, const char *obj, sd_error *err) {
   int rc = 0;
   hid_t lcpl = H5I_INVALID_HID;
   H5_CHECK(lcpl = H5Pcreate(H5P_LINK_CREATE), obj, "cannot create a link property list");
@@ -260,7 +231,7 @@ cleanup:
 }
 
 /* A copy of s with trailing pad removed (fixed-length strings: NUL padding, or spaces for SPACEPAD). */
-static char *copy_fixed(const char *s, size_t n, int space_pad) {
+char *h5_copy_fixed(const char *s, size_t n, int space_pad) {
   size_t len = strnlen(s, n);
   if (space_pad)
     while (len > 0 && s[len - 1] == ' ')
@@ -510,7 +481,7 @@ int sd_h5_exists(sd_h5 *f, const char *path) {
 
 /* Fails with "parent 'p' is not a group" when an existing parent of path is something else: HDF5's own
  * innermost message for that case ("message type not found") says little. */
-static int check_parents(sd_h5 *f, const char *path, sd_error *err) {
+int h5_check_parents(sd_h5 *f, const char *path, sd_error *err) {
   int rc = 0;
   hid_t g = H5I_INVALID_HID;
   char *p = sd_strdup(path);
@@ -551,7 +522,7 @@ int sd_h5_group(sd_h5 *f, const char *path, sd_error *err) {
     H5_CHECK(g = H5Gopen2(f->file, path, H5P_DEFAULT), path, "exists but is not a group");
     goto cleanup;
   }
-  if (check_parents(f, path, err) != 0 || (lcpl = new_lcpl(f, path, err)) < 0) {
+  if (h5_check_parents(f, path, err) != 0 || (lcpl = h5_new_lcpl(f, path, err)) < 0) {
     rc = -1;
     goto cleanup;
   }
@@ -629,7 +600,7 @@ int sd_h5_link_external(sd_h5 *f, const char *link_path, const char *target_file
     rc = sd_fail(err, "%s: %s: external link needs a target file and object", f->path, link_path);
     goto cleanup;
   }
-  if (check_parents(f, link_path, err) != 0 || (lcpl = new_lcpl(f, link_path, err)) < 0) {
+  if (h5_check_parents(f, link_path, err) != 0 || (lcpl = h5_new_lcpl(f, link_path, err)) < 0) {
     rc = -1;
     goto cleanup;
   }
@@ -698,7 +669,7 @@ int sd_h5_write(sd_h5 *f, const char *path, sd_h5_type type, int ndim, const int
   hid_t ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
   hid_t lcpl = H5I_INVALID_HID, ds = H5I_INVALID_HID;
   const char **strings = NULL;
-  size_t elem = mem_size(type);
+  size_t elem = h5_mem_size(type);
   if (elem == 0) {
     rc = sd_fail(err, "%s: %s: unknown element type %d", f->path, path, (int)type);
     goto cleanup;
@@ -716,15 +687,15 @@ int sd_h5_write(sd_h5 *f, const char *path, sd_h5_type type, int ndim, const int
     rc = sd_fail(err, "%s: %s: already exists", f->path, path);
     goto cleanup;
   }
-  if (check_parents(f, path, err) != 0) {
+  if (h5_check_parents(f, path, err) != 0) {
     rc = -1;
     goto cleanup;
   }
   hsize_t dims[SD_H5_MAX_DIMS], chunk[SD_H5_MAX_DIMS];
   for (int i = 0; i < ndim; i++)
     dims[i] = (hsize_t)shape[i];
-  if ((ftype = new_type(f, path, type, 1, err)) < 0 || (mtype = new_type(f, path, type, 0, err)) < 0 ||
-      (lcpl = new_lcpl(f, path, err)) < 0) {
+  if ((ftype = h5_new_type(f, path, type, 1, err)) < 0 || (mtype = h5_new_type(f, path, type, 0, err)) < 0 ||
+      (lcpl = h5_new_lcpl(f, path, err)) < 0) {
     rc = -1;
     goto cleanup;
   }
@@ -768,7 +739,7 @@ cleanup:
 }
 
 /* Opens a dataset; "no such dataset" when nothing is at path. */
-static hid_t open_dataset(sd_h5 *f, const char *path, sd_error *err) {
+hid_t h5_open_dataset(sd_h5 *f, const char *path, sd_error *err) {
   if (!sd_h5_exists(f, path)) {
     sd_fail(err, "%s: %s: no such dataset", f->path, path);
     return H5I_INVALID_HID;
@@ -780,8 +751,7 @@ static hid_t open_dataset(sd_h5 *f, const char *path, sd_error *err) {
 }
 
 /* Dimensions and element count of a dataset's dataspace (scalar: ndim 0, one element). */
-static int dataset_extent(sd_h5 *f, const char *path, hid_t ds, int *ndim, hsize_t *dims, int64_t *numel,
-                          sd_error *err) {
+int h5_dataset_extent(sd_h5 *f, const char *path, hid_t ds, int *ndim, hsize_t *dims, int64_t *numel, sd_error *err) {
   int rc = 0;
   hid_t space = H5I_INVALID_HID;
   H5S_class_t cls;
@@ -812,7 +782,7 @@ int sd_h5_shape(sd_h5 *f, const char *path, int *ndim, int64_t *shape, sd_error 
   hid_t ds = H5I_INVALID_HID;
   hsize_t dims[SD_H5_MAX_DIMS];
   int64_t numel;
-  if ((ds = open_dataset(f, path, err)) < 0 || dataset_extent(f, path, ds, &nd, dims, &numel, err) != 0) {
+  if ((ds = h5_open_dataset(f, path, err)) < 0 || h5_dataset_extent(f, path, ds, &nd, dims, &numel, err) != 0) {
     rc = -1;
     goto cleanup;
   }
@@ -834,10 +804,10 @@ static int read_numeric(sd_h5 *f, const char *path, hid_t ds, sd_h5_type type, v
   H5_CHECK(cls = H5Tget_class(ftype), path, "cannot get the type class");
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
     rc = sd_fail(err, "%s: %s: %s, not a number: cannot read as %s", f->path, path,
-                 cls == H5T_STRING ? "a string" : "neither integer nor float", type_name(type));
+                 cls == H5T_STRING ? "a string" : "neither integer nor float", h5_type_name(type));
     goto cleanup;
   }
-  if ((mtype = new_type(f, path, type, 0, err)) < 0) {
+  if ((mtype = h5_new_type(f, path, type, 0, err)) < 0) {
     rc = -1;
     goto cleanup;
   }
@@ -867,7 +837,7 @@ static int read_strings(sd_h5 *f, const char *path, hid_t ds, char **out, int64_
   H5_CHECK(is_vlen = H5Tis_variable_str(ftype), path, "cannot inspect the string type");
   if (is_vlen) {
     /* The type from H5Dget_type is already a memory type; HDF5 mallocs each string straight into out. */
-    if ((xfer = new_malloc_xfer(f, path, err)) < 0) {
+    if ((xfer = h5_new_malloc_xfer(f, path, err)) < 0) {
       rc = -1;
       goto cleanup;
     }
@@ -888,7 +858,7 @@ static int read_strings(sd_h5 *f, const char *path, hid_t ds, char **out, int64_
     }
     H5_CHECK(H5Dread(ds, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw), path, "cannot read");
     for (int64_t i = 0; i < numel; i++)
-      if (!(out[i] = copy_fixed(raw + (size_t)i * n, n, pad == H5T_STR_SPACEPAD))) {
+      if (!(out[i] = h5_copy_fixed(raw + (size_t)i * n, n, pad == H5T_STR_SPACEPAD))) {
         rc = sd_fail(err, "%s: %s: out of memory", f->path, path);
         goto cleanup;
       }
@@ -909,12 +879,12 @@ int sd_h5_read(sd_h5 *f, const char *path, sd_h5_type type, int *ndim, int64_t *
   hsize_t dims[SD_H5_MAX_DIMS];
   int64_t numel = 0;
   void *buf = NULL;
-  size_t elem = mem_size(type);
+  size_t elem = h5_mem_size(type);
   if (elem == 0) {
     rc = sd_fail(err, "%s: %s: unknown element type %d", f->path, path, (int)type);
     goto cleanup;
   }
-  if ((ds = open_dataset(f, path, err)) < 0 || dataset_extent(f, path, ds, &nd, dims, &numel, err) != 0) {
+  if ((ds = h5_open_dataset(f, path, err)) < 0 || h5_dataset_extent(f, path, ds, &nd, dims, &numel, err) != 0) {
     rc = -1;
     goto cleanup;
   }
@@ -951,11 +921,11 @@ int sd_h5_read_into(sd_h5 *f, const char *path, sd_h5_type type, void *buf, int6
   hid_t ds = H5I_INVALID_HID;
   hsize_t dims[SD_H5_MAX_DIMS];
   int64_t got = 0;
-  if (type == SD_H5_STR || mem_size(type) == 0) {
-    rc = sd_fail(err, "%s: %s: read_into takes a numeric type, not %s", f->path, path, type_name(type));
+  if (type == SD_H5_STR || h5_mem_size(type) == 0) {
+    rc = sd_fail(err, "%s: %s: read_into takes a numeric type, not %s", f->path, path, h5_type_name(type));
     goto cleanup;
   }
-  if ((ds = open_dataset(f, path, err)) < 0 || dataset_extent(f, path, ds, &nd, dims, &got, err) != 0) {
+  if ((ds = h5_open_dataset(f, path, err)) < 0 || h5_dataset_extent(f, path, ds, &nd, dims, &got, err) != 0) {
     rc = -1;
     goto cleanup;
   }
@@ -991,8 +961,8 @@ static int attr_set(sd_h5 *f, const char *obj, const char *name, sd_h5_type type
   hid_t o = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID, space = H5I_INVALID_HID;
   hid_t a = H5I_INVALID_HID;
   htri_t exists;
-  if ((o = open_object(f, obj, err)) < 0 || (ftype = new_type(f, obj, type, 1, err)) < 0 ||
-      (mtype = new_type(f, obj, type, 0, err)) < 0) {
+  if ((o = open_object(f, obj, err)) < 0 || (ftype = h5_new_type(f, obj, type, 1, err)) < 0 ||
+      (mtype = h5_new_type(f, obj, type, 0, err)) < 0) {
     rc = -1;
     goto cleanup;
   }
@@ -1081,7 +1051,7 @@ static int attr_get(sd_h5 *f, const char *obj, const char *name, sd_h5_type type
       goto cleanup;
     }
     H5_CHECK(H5Aread(a, atype, fixed), obj, "attribute '%s': cannot read", name);
-    *(char **)out = copy = copy_fixed(fixed, n, pad == H5T_STR_SPACEPAD);
+    *(char **)out = copy = h5_copy_fixed(fixed, n, pad == H5T_STR_SPACEPAD);
   }
   if (!copy) {
     rc = sd_fail(err, "%s: %s: attribute '%s': out of memory", f->path, obj, name);
@@ -1118,291 +1088,4 @@ int sd_h5_attr_exists(sd_h5 *f, const char *obj, const char *name) {
   if (e < 0)
     H5Eclear2(H5E_DEFAULT);
   return e > 0;
-}
-
-/* ---- compound tables --------------------------------------------------------------------------- */
-
-static int check_fields(sd_h5 *f, const char *path, const sd_h5_field *fields, int n_fields, size_t row_size,
-                        sd_error *err) {
-  if (n_fields < 1 || row_size == 0)
-    return sd_fail(err, "%s: %s: a table needs at least one field and a row size", f->path, path);
-  for (int i = 0; i < n_fields; i++) {
-    size_t size = mem_size(fields[i].type);
-    if (!fields[i].name || !fields[i].name[0])
-      return sd_fail(err, "%s: %s: field %d has no name", f->path, path, i);
-    if (size == 0 || fields[i].offset > row_size || size > row_size - fields[i].offset)
-      return sd_fail(err, "%s: %s: field '%s' (%s at offset %zu) does not fit a row of %zu bytes", f->path, path,
-                     fields[i].name, type_name(fields[i].type), fields[i].offset, row_size);
-  }
-  return 0;
-}
-
-/* Compound type with every field at its struct offset: native members (file == 0) or little-endian
- * standard ones, packed afterwards (file != 0). Strings are variable-length UTF-8 either way. */
-static hid_t new_table_type(sd_h5 *f, const char *path, const sd_h5_field *fields, int n_fields, size_t row_size,
-                            int file, sd_error *err) {
-  int rc = 0;
-  hid_t t = H5I_INVALID_HID, member = H5I_INVALID_HID;
-  H5_CHECK(t = H5Tcreate(H5T_COMPOUND, row_size), path, "cannot create a compound type");
-  for (int i = 0; i < n_fields; i++) {
-    if ((member = new_type(f, path, fields[i].type, file, err)) < 0) {
-      rc = -1;
-      goto cleanup;
-    }
-    H5_CHECK(H5Tinsert(t, fields[i].name, fields[i].offset, member), path, "field '%s': cannot add it to the type",
-             fields[i].name);
-    H5_CLOSE(H5Tclose, member, path);
-    if (rc != 0)
-      goto cleanup;
-  }
-  if (file)
-    H5_CHECK(H5Tpack(t), path, "cannot pack the compound type");
-  return t;
-cleanup:
-  if (member >= 0 && H5Tclose(member) < 0)
-    rc = -1;
-  if (t >= 0 && H5Tclose(t) < 0)
-    rc = -1;
-  return H5I_INVALID_HID;
-}
-
-int sd_h5_write_table(sd_h5 *f, const char *path, const sd_h5_field *fields, int n_fields, size_t row_size,
-                      const void *rows, int64_t n_rows, sd_error *err) {
-  if (h5_bad_handle(f, err))
-    return -1;
-  int rc = 0;
-  hid_t ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
-  hid_t lcpl = H5I_INVALID_HID, ds = H5I_INVALID_HID;
-  char *patched = NULL;
-  if (check_fields(f, path, fields, n_fields, row_size, err) != 0)
-    return -1;
-  if (n_rows < 0 || (n_rows > 0 && !rows) || (uint64_t)n_rows > SIZE_MAX / row_size) {
-    rc = sd_fail(err, "%s: %s: bad row count %lld or no rows", f->path, path, (long long)n_rows);
-    goto cleanup;
-  }
-  if (sd_h5_exists(f, path)) {
-    rc = sd_fail(err, "%s: %s: already exists", f->path, path);
-    goto cleanup;
-  }
-  if (check_parents(f, path, err) != 0) {
-    rc = -1;
-    goto cleanup;
-  }
-  /* NULL strings are written as "": patch a copy of the rows only when there is one. */
-  const void *buf = rows;
-  for (int i = 0; i < n_fields; i++) {
-    if (fields[i].type != SD_H5_STR)
-      continue;
-    for (int64_t r = 0; r < n_rows; r++) {
-      char *const *s = (char *const *)((const char *)rows + (size_t)r * row_size + fields[i].offset);
-      if (*s)
-        continue;
-      if (!patched) {
-        if (!(patched = sd_malloc((size_t)n_rows * row_size, err))) {
-          rc = sd_fail_prefix(err, "%s: %s", f->path, path);
-          goto cleanup;
-        }
-        memcpy(patched, rows, (size_t)n_rows * row_size);
-        buf = patched;
-      }
-      static const char empty[] = "";
-      const char *e = empty;
-      memcpy(patched + (size_t)r * row_size + fields[i].offset, &e, sizeof e);
-    }
-  }
-  if ((ftype = new_table_type(f, path, fields, n_fields, row_size, 1, err)) < 0 ||
-      (mtype = new_table_type(f, path, fields, n_fields, row_size, 0, err)) < 0 ||
-      (lcpl = new_lcpl(f, path, err)) < 0) {
-    rc = -1;
-    goto cleanup;
-  }
-  /* A chunk may not exceed a fixed maximum dim, so a table of 0 rows gets an unlimited one. */
-  hsize_t dims[1] = {(hsize_t)n_rows}, maxdims[1] = {n_rows > 0 ? (hsize_t)n_rows : H5S_UNLIMITED};
-  hsize_t chunk[1] = {n_rows > H5_TABLE_CHUNK_ROWS ? H5_TABLE_CHUNK_ROWS : n_rows > 0 ? (hsize_t)n_rows : 1};
-  H5_CHECK(space = H5Screate_simple(1, dims, maxdims), path, "cannot create a dataspace");
-  H5_CHECK(dcpl = H5Pcreate(H5P_DATASET_CREATE), path, "cannot create a dataset property list");
-  H5_CHECK(H5Pset_chunk(dcpl, 1, chunk), path, "cannot set the chunk shape");
-  H5_CHECK(H5Pset_shuffle(dcpl), path, "cannot enable the shuffle filter");
-  H5_CHECK(H5Pset_deflate(dcpl, H5_DEFLATE_LEVEL), path, "cannot enable deflate");
-  H5_CHECK(ds = H5Dcreate2(f->file, path, ftype, space, lcpl, dcpl, H5P_DEFAULT), path, "cannot create table");
-  if (n_rows > 0)
-    H5_CHECK(H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), path, "cannot write");
-cleanup:
-  free(patched);
-  H5_CLOSE(H5Dclose, ds, path);
-  H5_CLOSE(H5Pclose, lcpl, path);
-  H5_CLOSE(H5Pclose, dcpl, path);
-  H5_CLOSE(H5Sclose, space, path);
-  H5_CLOSE(H5Tclose, mtype, path);
-  H5_CLOSE(H5Tclose, ftype, path);
-  return rc;
-}
-
-/* Reads one fixed-length string member into the char * at `offset` of each row. */
-static int read_fixed_member(sd_h5 *f, const char *path, hid_t ds, hid_t member, const char *name, char *rows,
-                             size_t row_size, size_t offset, int64_t n_rows, sd_error *err) {
-  int rc = 0;
-  hid_t one = H5I_INVALID_HID;
-  char *raw = NULL;
-  size_t n;
-  H5T_str_t pad;
-  H5_CHECK((n = H5Tget_size(member)) == 0 ? -1 : 0, path, "field '%s': cannot get its size", name);
-  H5_CHECK(pad = H5Tget_strpad(member), path, "field '%s': cannot get its padding", name);
-  if ((uint64_t)n_rows > SIZE_MAX / n || !(raw = sd_malloc((size_t)n_rows * n, err))) {
-    rc = sd_fail(err, "%s: %s: field '%s': out of memory", f->path, path, name);
-    goto cleanup;
-  }
-  H5_CHECK(one = H5Tcreate(H5T_COMPOUND, n), path, "cannot create a compound type");
-  H5_CHECK(H5Tinsert(one, name, 0, member), path, "field '%s': cannot add it to the type", name);
-  H5_CHECK(H5Dread(ds, one, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw), path, "field '%s': cannot read", name);
-  for (int64_t r = 0; r < n_rows; r++) {
-    char *s = copy_fixed(raw + (size_t)r * n, n, pad == H5T_STR_SPACEPAD);
-    if (!s) {
-      rc = sd_fail(err, "%s: %s: field '%s': out of memory", f->path, path, name);
-      goto cleanup;
-    }
-    memcpy(rows + (size_t)r * row_size + offset, &s, sizeof s);
-  }
-cleanup:
-  free(raw);
-  H5_CLOSE(H5Tclose, one, path);
-  return rc;
-}
-
-int sd_h5_read_table(sd_h5 *f, const char *path, const sd_h5_field *fields, int n_fields, size_t row_size, void **rows,
-                     int64_t *n_rows, sd_error *err) {
-  *rows = NULL;
-  *n_rows = 0;
-  if (h5_bad_handle(f, err))
-    return -1;
-  int rc = 0, nd = 0, n_mem = 0;
-  hid_t ds = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID, member = H5I_INVALID_HID;
-  hid_t mem_member = H5I_INVALID_HID, xfer = H5I_INVALID_HID;
-  hsize_t dims[SD_H5_MAX_DIMS];
-  int64_t n = 0;
-  char *buf = NULL;
-  H5T_class_t cls;
-  if (check_fields(f, path, fields, n_fields, row_size, err) != 0)
-    return -1;
-  if ((ds = open_dataset(f, path, err)) < 0 || dataset_extent(f, path, ds, &nd, dims, &n, err) != 0) {
-    rc = -1;
-    goto cleanup;
-  }
-  H5_CHECK(ftype = H5Dget_type(ds), path, "cannot get the datatype");
-  H5_CHECK(cls = H5Tget_class(ftype), path, "cannot get the type class");
-  if (cls != H5T_COMPOUND || nd != 1) {
-    rc = sd_fail(err, "%s: %s: not a table (a 1-D compound dataset)", f->path, path);
-    goto cleanup;
-  }
-  if ((uint64_t)n > SIZE_MAX / row_size || !(buf = sd_calloc((size_t)n, row_size, err))) {
-    rc = sd_fail(err, "%s: %s: out of memory for %lld rows", f->path, path, (long long)n);
-    goto cleanup;
-  }
-  H5_CHECK(mtype = H5Tcreate(H5T_COMPOUND, row_size), path, "cannot create a compound type");
-  for (int i = 0; i < n_fields; i++) {
-    int idx = H5Tget_member_index(ftype, fields[i].name);
-    if (idx < 0) {
-      H5Eclear2(H5E_DEFAULT);
-      rc = sd_fail(err, "%s: %s: no field '%s'", f->path, path, fields[i].name);
-      goto cleanup;
-    }
-    H5_CHECK(member = H5Tget_member_type(ftype, (unsigned)idx), path, "field '%s': cannot get its type",
-             fields[i].name);
-    H5_CHECK(cls = H5Tget_class(member), path, "field '%s': cannot get its type class", fields[i].name);
-    if (fields[i].type == SD_H5_STR) {
-      htri_t is_vlen;
-      if (cls != H5T_STRING) {
-        rc = sd_fail(err, "%s: %s: field '%s' is not a string", f->path, path, fields[i].name);
-        goto cleanup;
-      }
-      H5_CHECK(is_vlen = H5Tis_variable_str(member), path, "field '%s': cannot inspect its type", fields[i].name);
-      if (!is_vlen) { /* read on its own after the others, below */
-        H5_CLOSE(H5Tclose, member, path);
-        if (rc != 0)
-          goto cleanup;
-        continue;
-      }
-      /* Member types of H5Dget_type are memory types already: the file's own cset, char * sized. */
-      H5_CHECK(mem_member = H5Tcopy(member), path, "field '%s': cannot copy its type", fields[i].name);
-    } else {
-      if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
-        rc = sd_fail(err, "%s: %s: field '%s' is not a number", f->path, path, fields[i].name);
-        goto cleanup;
-      }
-      if ((mem_member = new_type(f, path, fields[i].type, 0, err)) < 0) {
-        rc = -1;
-        goto cleanup;
-      }
-    }
-    H5_CHECK(H5Tinsert(mtype, fields[i].name, fields[i].offset, mem_member), path,
-             "field '%s': cannot add it to the type", fields[i].name);
-    n_mem++;
-    H5_CLOSE(H5Tclose, mem_member, path);
-    H5_CLOSE(H5Tclose, member, path);
-    if (rc != 0)
-      goto cleanup;
-  }
-  if (n_mem > 0 && n > 0) {
-    if ((xfer = new_malloc_xfer(f, path, err)) < 0) {
-      rc = -1;
-      goto cleanup;
-    }
-    H5_CHECK(H5Dread(ds, mtype, H5S_ALL, H5S_ALL, xfer, buf), path, "cannot read");
-  }
-  /* HDF5 has no fixed -> variable-length string conversion, so fixed-length string members are read one
-   * by one. After the main read, because a compound read rewrites whole rows, members it lacks included. */
-  for (int i = 0; i < n_fields; i++) {
-    if (fields[i].type != SD_H5_STR)
-      continue;
-    htri_t is_vlen;
-    int idx = H5Tget_member_index(ftype, fields[i].name);
-    H5_CHECK(idx, path, "field '%s': cannot find it again", fields[i].name);
-    H5_CHECK(member = H5Tget_member_type(ftype, (unsigned)idx), path, "field '%s': cannot get its type",
-             fields[i].name);
-    H5_CHECK(is_vlen = H5Tis_variable_str(member), path, "field '%s': cannot inspect its type", fields[i].name);
-    if (!is_vlen && n > 0 &&
-        read_fixed_member(f, path, ds, member, fields[i].name, buf, row_size, fields[i].offset, n, err) != 0) {
-      rc = -1;
-      goto cleanup;
-    }
-    H5_CLOSE(H5Tclose, member, path);
-    if (rc != 0)
-      goto cleanup;
-    for (int64_t r = 0; r < n; r++) {
-      char **s = (char **)(buf + (size_t)r * row_size + fields[i].offset);
-      if (!*s && !(*s = sd_strdup(""))) {
-        rc = sd_fail(err, "%s: %s: out of memory", f->path, path);
-        goto cleanup;
-      }
-    }
-  }
-cleanup:
-  H5_CLOSE(H5Pclose, xfer, path);
-  H5_CLOSE(H5Tclose, mem_member, path);
-  H5_CLOSE(H5Tclose, member, path);
-  H5_CLOSE(H5Tclose, mtype, path);
-  H5_CLOSE(H5Tclose, ftype, path);
-  H5_CLOSE(H5Dclose, ds, path);
-  if (rc != 0) {
-    sd_h5_free_table(fields, n_fields, row_size, buf, n);
-    return rc;
-  }
-  *rows = buf;
-  *n_rows = n;
-  return 0;
-}
-
-void sd_h5_free_table(const sd_h5_field *fields, int n_fields, size_t row_size, void *rows, int64_t n_rows) {
-  if (!rows)
-    return;
-  for (int i = 0; i < n_fields; i++) {
-    if (fields[i].type != SD_H5_STR)
-      continue;
-    for (int64_t r = 0; r < n_rows; r++) {
-      char *s;
-      memcpy(&s, (char *)rows + (size_t)r * row_size + fields[i].offset, sizeof s);
-      free(s);
-    }
-  }
-  free(rows);
 }
