@@ -22,7 +22,7 @@ PY
 cached_mb() { fincore -b -n -o RES "$@" 2>/dev/null | awk '{s += $1} END {printf "%.0f", s / 1000000}'; }
 
 "$build/sdprune-bench-shards" "$dir" "$n" "$rows" --record "$dir/record.h5"
-shard_bytes=$(stat -c %s "$dir"/shards/rank-*.h5 | awk '{s += $1} END {print s}')
+shard_bytes=$(stat -c %s "$dir"/shards/rank-*.h5 | awk '{s += $1} END {printf "%d", s}')
 per_shard=$((shard_bytes / n))
 record_bytes=$(stat -c %s "$dir/record.h5")
 rm -f "$dir/record.h5"

@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
         s.sets[s.items[i].set].items_done++;
     }
     sd_shard_path(dir, r, path, sizeof path);
-    if (sd_stats_write(path, &s, &err) != 0)
+    if (sd_stats_write_ex(path, &s, 0, &err) != 0) /* as the driver writes shards */
       goto fail;
   }
   fprintf(stderr, "sdprune-bench-shards: %d shards of %lld items, %d sets x %d layers x %d steps in %s (%.1f s)\n",

@@ -558,7 +558,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     int due = o->checkpoint_every ? unwritten >= o->checkpoint_every : since_write >= 20.0 * last_write;
     if (due) {
       double w0 = sd_now();
-      if (sd_stats_write(shard, &s, &err) != 0)
+      if (sd_stats_write_ex(shard, &s, 0, &err) != 0) /* shards: uncompressed */
         die("cannot write its shard %s: %s", shard, err.msg);
       last_write = sd_now() - w0;
       write_seconds += last_write;
@@ -571,7 +571,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   g_crash_msg[0] = 0;
   {
     double w0 = sd_now();
-    if (sd_stats_write(shard, &s, &err) != 0)
+    if (sd_stats_write_ex(shard, &s, 0, &err) != 0) /* shards: uncompressed */
       die("cannot write its shard %s: %s", shard, err.msg);
     write_seconds += sd_now() - w0;
     char m[4300];

@@ -637,7 +637,7 @@ static const char *python_check =
     "        ok(d.chunks is None, d.name + ' small data stays contiguous')\n"
     "ok(list(f['nd/str_1'].asstr()[:]) == ['a', '', '\\u00fcn\\u00ef'], 'str_1')\n"
     "b = f['big/f32']\n"
-    "ok(b.chunks == (32, 128, 64) and b.compression == 'gzip' and b.compression_opts == 4 and b.shuffle,\n"
+    "ok(b.chunks == (32, 128, 64) and b.compression == 'gzip' and b.compression_opts == 1 and b.shuffle,\n"
     "   'big/f32 chunks %s' % (b.chunks,))\n"
     "ok(np.array_equal(b[()].ravel(), (np.arange(64 * 128 * 64) % 1000 * 0.25).astype('<f4')), 'big/f32 values')\n"
     "b = f['big/i64']\n"

@@ -14,7 +14,7 @@ struct sd_h5 {
   char *tmp_path; /* "<path>.tmp-<pid>" for a file from sd_h5_create; NULL for sd_h5_open */
 };
 
-#define H5_DEFLATE_LEVEL 1
+#define H5_DEFLATE_LEVEL 1 /* level 4 took 10% longer for 1% smaller statistics files */
 
 /* "file: obj: what (HDF5: innermost message)"; obj NULL leaves it out. Call it right after the failing
  * HDF5 call: any later HDF5 API call clears the stack. */

@@ -122,20 +122,21 @@ static int write_items(sd_h5 *f, const sd_stats *s, sd_error *err) {
   return rc;
 }
 
-static int write_acc(sd_h5 *f, const char *group, const sd_stats_acc *a, int n_steps, int width, sd_error *err) {
+static int write_acc(sd_h5 *f, const char *group, const sd_stats_acc *a, int n_steps, int width, int compress,
+                     sd_error *err) {
   char path[1400];
   int64_t shape2[2] = {n_steps, SD_STATS_BRANCHES}, shape3[3] = {n_steps, SD_STATS_BRANCHES, width};
   snprintf(path, sizeof path, "%s/count", group);
   if (sd_h5_write(f, path, SD_H5_I64, 2, shape2, a->count, 0, err)) return -1;
   for (int q = 0; q < SD_STATS_NQ; q++) {
     snprintf(path, sizeof path, "%s/%s", group, sd_stats_quantity_names[q]);
-    if (sd_h5_write(f, path, SD_H5_I64, 3, shape3, a->q[q], 1, err)) return -1;
+    if (sd_h5_write(f, path, SD_H5_I64, 3, shape3, a->q[q], compress, err)) return -1;
   }
   snprintf(path, sizeof path, "%s/max", group);
-  return sd_h5_write(f, path, SD_H5_F32, 3, shape3, a->max, 1, err);
+  return sd_h5_write(f, path, SD_H5_F32, 3, shape3, a->max, compress, err);
 }
 
-static int write_sets(sd_h5 *f, const sd_stats *s, sd_error *err) {
+static int write_sets(sd_h5 *f, const sd_stats *s, int compress, sd_error *err) {
   char group[1024];
   for (int k = 0; k < s->n_sets; k++) {
     const sd_stats_set *set = &s->sets[k];
@@ -150,7 +151,7 @@ static int write_sets(sd_h5 *f, const sd_stats *s, sd_error *err) {
     for (int l = 0; set->layers && l < s->n_layers; l++) {
       char lg[1200];
       snprintf(lg, sizeof lg, "%s/%s", group, s->layers[l].name);
-      if (write_acc(f, lg, &set->layers[l], s->n_steps, s->layers[l].width, err)) return -1;
+      if (write_acc(f, lg, &set->layers[l], s->n_steps, s->layers[l].width, compress, err)) return -1;
     }
   }
   return 0;
@@ -171,13 +172,15 @@ static int write_item_links(sd_h5 *f, const sd_stats *s, sd_error *err) {
   return 0;
 }
 
-int sd_stats_write(const char *path, const sd_stats *s, sd_error *err) {
+int sd_stats_write(const char *path, const sd_stats *s, sd_error *err) { return sd_stats_write_ex(path, s, 1, err); }
+
+int sd_stats_write_ex(const char *path, const sd_stats *s, int compress, sd_error *err) {
   sd_h5 *f = NULL;
   if (sd_h5_create(path, &f, err)) return -1;
   int64_t n = s->n_steps;
   if (write_settings(f, s, err) || write_layers(f, s, err) ||
       sd_h5_write(f, "/timesteps", SD_H5_F32, 1, &n, s->timesteps, 0, err) || write_items(f, s, err) ||
-      write_sets(f, s, err) || write_item_links(f, s, err)) {
+      write_sets(f, s, compress, err) || write_item_links(f, s, err)) {
     sd_h5_abort(f);
     return -1;
   }

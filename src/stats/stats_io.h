@@ -20,6 +20,9 @@
 #include "stats/concept_stats.h"
 
 int sd_stats_write(const char *path, const sd_stats *s, sd_error *err);
+/* The same with the totals stored uncompressed (compress 0): for MPI shards, which are transient and
+ * read once by the reduce — inflating them, not the disk, bounded the offline reduce at ~100 MB/s. */
+int sd_stats_write_ex(const char *path, const sd_stats *s, int compress, sd_error *err);
 /* Reads settings, layers, timesteps, sets and items; totals too when with_totals. */
 int sd_stats_read(const char *path, sd_stats *s, int with_totals, sd_error *err);
 /* Reads the totals of one set × layer into a (allocated by the caller with sd_stats_acc_alloc). */
