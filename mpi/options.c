@@ -124,11 +124,7 @@ static int load_job(sdm_options *o, const char *path, int argc, char **argv) {
       return -1;
     }
   sd_model_options *m = &o->common.model;
-  m->path = job->model;
-  /* synth:ARCH is no file: the job reader joined it to the job's folder like a path; undo that */
-  const char *synth = job->model ? strstr(job->model, "synth:") : NULL;
-  if (synth && synth > job->model && synth[-1] == '/' && !sd_is_file(job->model) && !strchr(synth, '/'))
-    m->path = synth;
+  m->path = job->model; /* the job reader leaves synth:ARCH unjoined */
   m->unet_path = job->unet;
   m->text_encoder_path = job->text_encoder;
   m->config_path = job->config;

@@ -193,7 +193,8 @@ static int load_layer(const char *text, size_t len, const char *where, int with_
 }
 
 static int join_dir(char **p, const char *dir) {
-  if (!*p || !**p || **p == '/' || !dir)
+  /* absolute paths, and synth:ARCH (a model sdprune synthesises, no file), stay as written */
+  if (!*p || !**p || **p == '/' || !dir || !strncmp(*p, "synth:", 6))
     return 0;
   size_t n = strlen(dir) + strlen(*p) + 2;
   char *joined = malloc(n);
