@@ -1,4 +1,4 @@
-/* Job files (see job.h; every key in docs-draft/jobs.md): the libcyaml schema of the YAML layout, loading
+/* Job files (see job.h; every key in README.md, "Job files"): the libcyaml schema of the YAML layout, loading
  * (yaml_check first for messages with lines, then libcyaml onto the structs below), command-line
  * overrides merged key by key, and the job's validation. Checks names, ranges and consistency, not whether
  * the files exist: that is for the stage that opens them. */

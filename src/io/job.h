@@ -3,7 +3,7 @@
  * mask method and its parameters, the output folder). Parsed with libcyaml (a schema mapped onto these
  * structs); unknown keys and wrong types are errors naming file, line and key. Every key can be
  * overridden as "section.key=value" (the `--set` option). Knows nothing of the engine or MPI.
- * The keys, types and defaults are documented in docs-draft/jobs.md. Paths in the file (model.*, sets'
+ * The keys, types and defaults are documented in README.md ("Job files"). Paths in the file (model.*, sets'
  * files) are relative to the job file's folder; `out` and paths given as overrides to the current one. */
 #ifndef SD_JOB_H
 #define SD_JOB_H
