@@ -43,6 +43,14 @@ t0=$(date +%s.%N)
 "$build/sdprune" reduce "$dir" --out "$dir/stats.h5" --quiet
 t1=$(date +%s.%N)
 cold=$(echo "$t1 - $t0" | bc -l)
+# one shard alone, evicted again: the fixed cost (writing and compressing the result) apart from the
+# per-shard cost, which is what grows with the rank count
+evict "$dir"/shards/rank-*.h5
+first=$(ls "$dir"/shards/rank-*.h5 | head -1)
+t0=$(date +%s.%N)
+"$build/sdprune" reduce "$first" --out "$dir/stats1.h5" --quiet 2>/dev/null || true
+t1=$(date +%s.%N)
+one=$(echo "$t1 - $t0" | bc -l)
 t0=$(date +%s.%N) # again with the shards in the page cache: what the reduce itself costs
 "$build/sdprune" reduce "$dir" --out "$dir/stats2.h5" --quiet
 t1=$(date +%s.%N)
@@ -56,3 +64,6 @@ printf 'reduce, shards evicted (%s MB cached before): %.1f s, %.3f shards/s, %.3
   "$(echo "100 * $shard_bytes / $cold / 1000000000 / $disk_gbs" | bc -l)"
 printf 'reduce, shards cached: %.1f s, %.3f shards/s, %.3f GB/s\n' "$warm" "$(echo "$n / $warm" | bc -l)" \
   "$(echo "$shard_bytes / $warm / 1000000000" | bc -l)"
+marginal=$(echo "($n - 1) * $per_shard / ($cold - $one) / 1000000000" | bc -l)
+printf 'reduce of 1 shard (evicted): %.1f s; per additional shard %.2f s: %.3f GB/s = %.1f%% of the disk rate (the rate N ranks approach)\n' \
+  "$one" "$(echo "($cold - $one) / ($n - 1)" | bc -l)" "$marginal" "$(echo "100 * $marginal / $disk_gbs" | bc -l)"

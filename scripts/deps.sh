@@ -3,7 +3,7 @@
 # Needs root for apt-get; prints what is missing otherwise.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcyaml-dev libyaml-dev
-  libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev libopenmpi-dev openmpi-bin
+  libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
   python3 python3-numpy python3-h5py python3-pandas)
 missing=()
 for p in "${packages[@]}"; do

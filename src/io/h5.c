@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "io/h5_internal.h"
 
@@ -661,6 +662,85 @@ static int64_t checked_numel(sd_h5 *f, const char *path, int ndim, const int64_t
   return numel;
 }
 
+
+/* Writes a numeric dataset whose layout is chunked with shuffle + deflate by compressing every chunk
+ * on all threads (HDF5's own filter pipeline runs one chunk at a time on one thread, which bounded
+ * checkpoints and the reduce) and handing the results to H5Dwrite_chunk. The bytes are what HDF5's
+ * filters would produce: the shuffle filter's byte transpose over the whole chunk, then zlib's
+ * compress2 at the same level; edge chunks are padded with zeros to the full chunk, as HDF5 stores them.
+ * Memory and file types must be the same (little-endian standard types on a little-endian host). */
+static int write_chunks_parallel(sd_h5 *f, const char *path, hid_t ds, int ndim, const hsize_t *dims,
+                                 const hsize_t *chunk, size_t elem, const unsigned char *data, sd_error *err) {
+  enum { BATCH = 32 };
+  int rc = 0;
+  hsize_t nch[SD_H5_MAX_DIMS], n_chunks = 1;
+  size_t chunk_elems = 1;
+  for (int i = 0; i < ndim; i++) {
+    nch[i] = (dims[i] + chunk[i] - 1) / chunk[i];
+    n_chunks *= nch[i];
+    chunk_elems *= (size_t)chunk[i];
+  }
+  size_t chunk_bytes = chunk_elems * elem;
+  uLong bound = compressBound((uLong)chunk_bytes);
+  unsigned char *raw = malloc((size_t)BATCH * chunk_bytes), *shuf = malloc((size_t)BATCH * chunk_bytes);
+  unsigned char *comp = malloc((size_t)BATCH * bound);
+  uLongf clen[BATCH];
+  int zrc[BATCH];
+  hsize_t offs[BATCH][SD_H5_MAX_DIMS];
+  if (!raw || !shuf || !comp) {
+    rc = sd_fail(err, "%s: %s: out of memory for %zu-byte chunks", f->path, path, chunk_bytes);
+    goto cleanup;
+  }
+  for (hsize_t c0 = 0; c0 < n_chunks; c0 += BATCH) {
+    int nb = (int)(n_chunks - c0 < BATCH ? n_chunks - c0 : BATCH);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int k = 0; k < nb; k++) {
+      hsize_t idx = c0 + (hsize_t)k, *off = offs[k];
+      for (int i = ndim - 1; i >= 0; i--) {
+        off[i] = (idx % nch[i]) * chunk[i];
+        idx /= nch[i];
+      }
+      unsigned char *r = raw + (size_t)k * chunk_bytes, *sh = shuf + (size_t)k * chunk_bytes;
+      memset(r, 0, chunk_bytes);
+      /* copy the chunk's rows (runs along the last dim) from the row-major data */
+      size_t run = (size_t)(dims[ndim - 1] - off[ndim - 1] < chunk[ndim - 1] ? dims[ndim - 1] - off[ndim - 1]
+                                                                               : chunk[ndim - 1]);
+      size_t rows = chunk_elems / (size_t)chunk[ndim - 1];
+      for (size_t q = 0; q < rows; q++) {
+        hsize_t pos[SD_H5_MAX_DIMS], rem = q;
+        int inside = 1;
+        for (int i = ndim - 2; i >= 0; i--) {
+          pos[i] = off[i] + rem % chunk[i];
+          rem /= chunk[i];
+          inside &= pos[i] < dims[i];
+        }
+        if (!inside) continue;
+        size_t src = 0;
+        for (int i = 0; i < ndim - 1; i++) src = src * (size_t)dims[i] + (size_t)pos[i];
+        src = src * (size_t)dims[ndim - 1] + (size_t)off[ndim - 1];
+        memcpy(r + q * (size_t)chunk[ndim - 1] * elem, data + src * elem, run * elem);
+      }
+      for (size_t b = 0; b < elem; b++)
+        for (size_t i = 0; i < chunk_elems; i++) sh[b * chunk_elems + i] = r[i * elem + b];
+      clen[k] = bound;
+      zrc[k] = compress2(comp + (size_t)k * bound, &clen[k], sh, (uLong)chunk_bytes, H5_DEFLATE_LEVEL);
+    }
+    for (int k = 0; k < nb; k++) {
+      if (zrc[k] != Z_OK) {
+        rc = sd_fail(err, "%s: %s: zlib could not compress a chunk (%d)", f->path, path, zrc[k]);
+        goto cleanup;
+      }
+      H5_CHECK(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offs[k], (size_t)clen[k], comp + (size_t)k * bound), path,
+               "cannot write a chunk");
+    }
+  }
+cleanup:
+  free(raw);
+  free(shuf);
+  free(comp);
+  return rc;
+}
+
 int sd_h5_write(sd_h5 *f, const char *path, sd_h5_type type, int ndim, const int64_t *shape, const void *data,
                 int compress, sd_error *err) {
   if (h5_bad_handle(f, err))
@@ -725,8 +805,16 @@ int sd_h5_write(sd_h5 *f, const char *path, sd_h5_type type, int ndim, const int
       strings[i] = in[i] ? in[i] : "";
     buf = strings;
   }
-  if (numel > 0)
+  int filtered = compress && ndim > 0 && numel > H5_COMPRESS_MIN_NUMEL && type != SD_H5_STR;
+  htri_t same = filtered ? H5Tequal(ftype, mtype) : 0;
+  if (filtered && same > 0) {
+    if (write_chunks_parallel(f, path, ds, ndim, dims, chunk, elem, buf, err) != 0) {
+      rc = -1;
+      goto cleanup;
+    }
+  } else if (numel > 0) {
     H5_CHECK(H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), path, "cannot write");
+  }
 cleanup:
   free(strings);
   H5_CLOSE(H5Dclose, ds, path);
