@@ -410,23 +410,25 @@ done:
   return rc;
 }
 
+static int read_acc_open(sd_h5 *f, const char *set, const char *layer, sd_stats_acc *a, int n_steps, int width,
+                         sd_error *err) {
+  char p[1200];
+  int64_t cells = (int64_t)n_steps * SD_STATS_BRANCHES * width;
+  snprintf(p, sizeof p, "/sets/%s/%s/count", set, layer);
+  if (sd_h5_read_into(f, p, SD_H5_I64, a->count, (int64_t)n_steps * SD_STATS_BRANCHES, err)) return -1;
+  for (int q = 0; q < SD_STATS_NQ; q++) {
+    snprintf(p, sizeof p, "/sets/%s/%s/%s", set, layer, sd_stats_quantity_names[q]);
+    if (sd_h5_read_into(f, p, SD_H5_I64, a->q[q], cells, err)) return -1;
+  }
+  snprintf(p, sizeof p, "/sets/%s/%s/max", set, layer);
+  return sd_h5_read_into(f, p, SD_H5_F32, a->max, cells, err);
+}
+
 int sd_stats_read_acc(const char *path, const char *set, const char *layer, sd_stats_acc *a, int n_steps, int width,
                       sd_error *err) {
   sd_h5 *f = NULL;
   if (sd_h5_open(path, &f, err)) return -1;
-  char p[1200];
-  int64_t cells = (int64_t)n_steps * SD_STATS_BRANCHES * width;
-  int rc = -1;
-  snprintf(p, sizeof p, "/sets/%s/%s/count", set, layer);
-  if (sd_h5_read_into(f, p, SD_H5_I64, a->count, (int64_t)n_steps * SD_STATS_BRANCHES, err)) goto done;
-  for (int q = 0; q < SD_STATS_NQ; q++) {
-    snprintf(p, sizeof p, "/sets/%s/%s/%s", set, layer, sd_stats_quantity_names[q]);
-    if (sd_h5_read_into(f, p, SD_H5_I64, a->q[q], cells, err)) goto done;
-  }
-  snprintf(p, sizeof p, "/sets/%s/%s/max", set, layer);
-  if (sd_h5_read_into(f, p, SD_H5_F32, a->max, cells, err)) goto done;
-  rc = 0;
-done:
+  int rc = read_acc_open(f, set, layer, a, n_steps, width, err);
   sd_h5_close(f);
   return rc;
 }
@@ -536,9 +538,29 @@ int sd_stats_merge(sd_stats *d, const sd_stats *s, const char *src, sd_error *er
   }
   for (int k = 0; k < s->n_sets; k++) {
     sd_stats_set *ds = &d->sets[set_index(d, s->sets[k].name)];
-    for (int l = 0; l < d->n_layers; l++)
+    for (int l = 0; s->sets[k].layers && l < d->n_layers; l++) /* src read without totals: the caller adds them */
       sd_stats_acc_add(&ds->layers[l], &s->sets[k].layers[l], d->n_steps, d->layers[l].width);
     ds->items_done += s->sets[k].items_done;
   }
   return 0;
+}
+
+int sd_stats_add_file_totals(sd_stats *d, const sd_stats *src, const char *path, sd_stats_acc *scratch, sd_error *err) {
+  if (!d->sets || sd_stats_alloc_totals(d, err) != 0) return -1;
+  sd_h5 *f = NULL;
+  if (sd_h5_open(path, &f, err)) return -1; /* once per file: opening costs more than a small dataset */
+  int rc = 0;
+  for (int k = 0; !rc && k < src->n_sets; k++) {
+    int dk = set_index(d, src->sets[k].name);
+    if (dk < 0) {
+      rc = sd_fail(err, "%s: set %s is not in the merged statistics", path, src->sets[k].name);
+      break;
+    }
+    for (int l = 0; !rc && l < d->n_layers; l++) {
+      rc = read_acc_open(f, src->sets[k].name, d->layers[l].name, &scratch[l], d->n_steps, d->layers[l].width, err);
+      if (!rc) sd_stats_acc_add(&d->sets[dk].layers[l], &scratch[l], d->n_steps, d->layers[l].width);
+    }
+  }
+  sd_h5_close(f);
+  return rc;
 }

@@ -34,7 +34,13 @@ int sd_stats_write_item_record(const char *path, const sd_stats *s, const sd_sta
 
 /* Merges src into dst (the reduce): settings must agree (model hash, sampler, steps, max_steps, eta,
  * hooks), layers and timesteps equal, sets matched by name and file hash; items are added, an item
- * (set, row, seed) done in both is a duplicate error naming it. */
+ * (set, row, seed) done in both is a duplicate error naming it. A src read without totals contributes
+ * its items and sets only; the caller then adds its totals (sd_stats_add_file_totals), so a reduce of
+ * many files holds one file's totals at a time. */
 int sd_stats_merge(sd_stats *dst, const sd_stats *src, const char *src_name, sd_error *err);
+/* dst's totals += the totals of the sets of file `path` (described by src, read without totals), one
+ * set × layer at a time through the caller's scratch accumulators (scratch[n_layers], reused). */
+int sd_stats_add_file_totals(sd_stats *dst, const sd_stats *src, const char *path, sd_stats_acc *scratch,
+                             sd_error *err);
 
 #endif

@@ -265,9 +265,12 @@ int sd_shards_merge_files(char *const *paths, int n, FILE *report, int max_lines
   sd_stats *sh = sd_calloc((size_t)n, sizeof *sh, err);
   if (!sh)
     return -1;
-  int rc = -1, got = 0;
+  int rc = -1, got = 0, n_scratch = 0;
+  sd_stats_acc *scratch = NULL;
+  /* Items tables first (small); the totals then stream in one file at a time: a reduce of 1,000
+   * shards holds the result and one shard's set × layer, not 1,000 shards. */
   for (; got < n; got++)
-    if (sd_stats_read(paths[got], &sh[got], 1, err) != 0)
+    if (sd_stats_read(paths[got], &sh[got], 0, err) != 0)
       goto done;
   int incomplete = sd_shards_check(NULL, sh, (const char *const *)paths, n, report, max_lines, r);
   if (r->duplicate || r->foreign) {
@@ -277,14 +280,26 @@ int sd_shards_merge_files(char *const *paths, int n, FILE *report, int max_lines
   }
   *out = sh[0];
   memset(&sh[0], 0, sizeof sh[0]);
+  if (!(scratch = sd_calloc((size_t)out->n_layers + 1, sizeof *scratch, err)))
+    goto fail_out;
+  for (; n_scratch < out->n_layers; n_scratch++)
+    if (sd_stats_acc_alloc(&scratch[n_scratch], out->n_steps, out->layers[n_scratch].width, err) != 0)
+      goto fail_out;
+  if (sd_stats_add_file_totals(out, out, paths[0], scratch, err) != 0)
+    goto fail_out;
   for (int f = 1; f < n; f++)
-    if (sd_stats_merge(out, &sh[f], paths[f], err) != 0) {
-      sd_stats_free(out);
-      memset(out, 0, sizeof *out);
-      goto done;
-    }
+    if (sd_stats_merge(out, &sh[f], paths[f], err) != 0 ||
+        sd_stats_add_file_totals(out, &sh[f], paths[f], scratch, err) != 0)
+      goto fail_out;
   rc = incomplete ? 1 : 0;
+  goto done;
+fail_out:
+  sd_stats_free(out);
+  memset(out, 0, sizeof *out);
 done:
+  for (int l = 0; l < n_scratch; l++)
+    sd_stats_acc_free(&scratch[l]);
+  free(scratch);
   for (int f = 0; f < got; f++)
     sd_stats_free(&sh[f]);
   free(sh);
