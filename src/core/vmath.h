@@ -23,7 +23,7 @@ static inline float sd_exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23;
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* unsigned: NaN/-inf inputs make it negative */
   float scale;
   memcpy(&scale, &bits, 4);
   return p * scale * underflow;
