@@ -54,42 +54,6 @@ void sdm_usage(FILE *out) {
                "each node writes the float32 copy, the others map it.\n");
 }
 
-static int parse_seeds(const char *v, sdm_options *o) {
-  const char *p = v;
-  o->plan.n_seeds = 0;
-  while (*p) {
-    char *end;
-    errno = 0;
-    if (*p == '-')
-      return -1;
-    unsigned long long a = strtoull(p, &end, 10), b = a;
-    if (errno || end == p)
-      return -1;
-    if (*end == '-') {
-      p = end + 1;
-      if (*p == '-')
-        return -1;
-      b = strtoull(p, &end, 10);
-      if (errno || end == p || b < a)
-        return -1;
-    }
-    for (unsigned long long s = a; s <= b; s++) {
-      if (o->plan.n_seeds >= SDM_MAX_SEEDS)
-        return -1;
-      o->seeds[o->plan.n_seeds++] = s;
-      if (s == b)
-        break;
-    }
-    if (*end == ',')
-      end++;
-    else if (*end)
-      return -1;
-    p = end;
-  }
-  o->plan.seeds = o->seeds;
-  return o->plan.n_seeds > 0 ? 0 : -1;
-}
-
 static int add_set(sdm_options *o, const char *name, const char *role, const char *file) {
   for (int k = 0; k < o->n_sets; k++) /* the command line replaces a job file's set of that name */
     if (!strcmp(o->sets[k].name, name)) {
@@ -334,25 +298,21 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
       else
         o->max_report = (int)n;
     } else if (!strcmp(a, "--seed")) {
-      char *end;
-      errno = 0;
-      unsigned long long s = strtoull(v, &end, 10);
-      if (errno || *end || *v == '-' || !*v) {
+      if (sd_cli_parse_seed(v, &o->plan.seed)) {
         fprintf(stderr, CMD ": --seed must be a non-negative integer, got '%s'\n", v);
         return 2;
       }
-      o->plan.seed = s;
       o->plan.seed_given = 1;
     } else if (!strcmp(a, "--seeds")) {
-      if (parse_seeds(v, o)) {
+      if (sd_cli_parse_seed_list(v, o->seeds, SDM_MAX_SEEDS, &o->plan.n_seeds)) {
         fprintf(stderr, CMD ": --seeds must be a list like 0,1,2 or a range like 0-9 (at most %d), got '%s'\n",
                 SDM_MAX_SEEDS, v);
         return 2;
       }
+      o->plan.seeds = o->seeds;
     } else if (!strcmp(a, "--guidance") || !strcmp(a, "--eta") || !strcmp(a, "--progress-every")) {
-      char *end;
-      double d = strtod(v, &end);
-      if (*end || !*v || d != d || d < 0) {
+      double d;
+      if (sd_cli_parse_nonneg(v, &d)) {
         fprintf(stderr, CMD ": %s must be a non-negative number, got '%s'\n", a, v);
         return 2;
       }
@@ -365,16 +325,10 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
         o->plan.guidance_given = 1;
       }
     } else if (!strcmp(a, "--size")) {
-      char *end;
-      long w = strtol(v, &end, 10), h = 0;
-      if (*end == 'x' || *end == 'X')
-        h = strtol(end + 1, &end, 10);
-      if (*end || w <= 0 || h <= 0 || w > 16384 || h > 16384) {
+      if (sd_cli_parse_size(v, &o->plan.width, &o->plan.height)) {
         fprintf(stderr, CMD ": --size must be WIDTHxHEIGHT, got '%s'\n", v);
         return 2;
       }
-      o->plan.width = (int)w;
-      o->plan.height = (int)h;
       o->plan.size_given = 1;
     } else {
       fprintf(stderr, CMD ": unknown option '%s' (see --help)\n", a);

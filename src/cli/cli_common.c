@@ -30,6 +30,61 @@ int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, lo
   return 0;
 }
 
+int sd_cli_parse_size(const char *s, int *w, int *h) {
+  char *end;
+  long a = strtol(s, &end, 10);
+  if (*end != 'x' && *end != 'X') return -1;
+  long b = strtol(end + 1, &end, 10);
+  if (*end || a <= 0 || b <= 0 || a > 16384 || b > 16384) return -1;
+  *w = (int)a;
+  *h = (int)b;
+  return 0;
+}
+
+int sd_cli_parse_seed(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || *s == '-' || !*s) return -1;
+  *out = v;
+  return 0;
+}
+
+int sd_cli_parse_seed_list(const char *v, uint64_t *out, int max, int *n) {
+  const char *p = v;
+  *n = 0;
+  while (*p) {
+    char *end;
+    errno = 0;
+    if (*p == '-') return -1;
+    unsigned long long a = strtoull(p, &end, 10), b = a;
+    if (errno || end == p) return -1;
+    if (*end == '-') {
+      p = end + 1;
+      if (*p == '-') return -1;
+      b = strtoull(p, &end, 10);
+      if (errno || end == p || b < a) return -1;
+    }
+    for (unsigned long long s = a; s <= b; s++) {
+      if (*n >= max) return -1;
+      out[(*n)++] = s;
+      if (s == b) break;
+    }
+    if (*end == ',') end++;
+    else if (*end) return -1;
+    p = end;
+  }
+  return *n > 0 ? 0 : -1;
+}
+
+int sd_cli_parse_nonneg(const char *s, double *out) {
+  char *end;
+  double d = strtod(s, &end);
+  if (*end || !*s || d != d || d < 0) return -1;
+  *out = d;
+  return 0;
+}
+
 int sd_cli_common_option(sd_cli_common *c, const char *cmd, int argc, char **argv, int *i) {
   static const char *const names[] = {"--model",     "--unet",    "--text-encoder", "--config",
                                       "--tokenizer", "--threads", "--weights-cache", "--prediction"};

@@ -3,6 +3,7 @@
 #ifndef SD_CLI_COMMON_H
 #define SD_CLI_COMMON_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "model/model.h"
@@ -24,6 +25,15 @@ int sd_cli_apply_threads(const sd_cli_common *c, const char *cmd);
 const char *sd_cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Parses a non-negative/positive integer option value; prints an error and returns -1 if invalid. */
 int sd_cli_int(const char *cmd, const char *opt, const char *value, long min, long max, long *out);
+/* Value parsers without messages (0 ok, -1 invalid): the caller reports in its own words. */
+/* "WxH", both 1..16384. */
+int sd_cli_parse_size(const char *s, int *w, int *h);
+/* A seed: a non-empty decimal uint64, no sign. */
+int sd_cli_parse_seed(const char *s, uint64_t *out);
+/* Seeds "0,1,2", "0-9" or a mix ("0-3,7"); at most max of them into out[*n]. */
+int sd_cli_parse_seed_list(const char *s, uint64_t *out, int max, int *n);
+/* A finite-or-infinite non-negative number (not NaN), non-empty. */
+int sd_cli_parse_nonneg(const char *s, double *out);
 double sd_now(void);
 /* Opens the model of the common options, applies the float32 weight cache when asked (a cache problem
  * is a warning, not an error) and prints failures as one line. Returns 0 or 1 (exit status). */

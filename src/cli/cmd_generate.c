@@ -56,17 +56,6 @@ static void usage(FILE *out) {
   sd_cli_common_help(out, 1);
 }
 
-static int parse_size(const char *s, int *w, int *h) {
-  char *end;
-  long a = strtol(s, &end, 10);
-  if (*end != 'x' && *end != 'X') return -1;
-  long b = strtol(end + 1, &end, 10);
-  if (*end || a <= 0 || b <= 0 || a > 16384 || b > 16384) return -1;
-  *w = (int)a;
-  *h = (int)b;
-  return 0;
-}
-
 static int parse_args(generate_options *o, int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     int r = sd_cli_common_option(&o->common, "generate", argc, argv, &i);
@@ -122,7 +111,7 @@ static int parse_args(generate_options *o, int argc, char **argv) {
         o->guidance_given = 1;
       }
     } else if (!strcmp(a, "--size")) {
-      if (parse_size(v, &o->width, &o->height)) {
+      if (sd_cli_parse_size(v, &o->width, &o->height)) {
         fprintf(stderr, "sdprune generate: --size must be WIDTHxHEIGHT, got '%s'\n", v);
         return 2;
       }

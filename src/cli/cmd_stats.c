@@ -69,34 +69,6 @@ static void usage(FILE *out) {
   sd_cli_common_help(out, 1);
 }
 
-static int parse_seeds(const char *v, stats_options *o) {
-  const char *p = v;
-  o->plan.n_seeds = 0;
-  while (*p) {
-    char *end;
-    errno = 0;
-    if (*p == '-') return -1;
-    unsigned long long a = strtoull(p, &end, 10), b = a;
-    if (errno || end == p) return -1;
-    if (*end == '-') {
-      p = end + 1;
-      if (*p == '-') return -1;
-      b = strtoull(p, &end, 10);
-      if (errno || end == p || b < a) return -1;
-    }
-    for (unsigned long long s = a; s <= b; s++) {
-      if (o->plan.n_seeds >= MAX_SEEDS) return -1;
-      o->seeds[o->plan.n_seeds++] = s;
-      if (s == b) break;
-    }
-    if (*end == ',') end++;
-    else if (*end) return -1;
-    p = end;
-  }
-  o->plan.seeds = o->seeds;
-  return o->plan.n_seeds > 0 ? 0 : -1;
-}
-
 static int add_set(stats_options *o, const char *name, const char *role, const char *file) {
   if (o->n_sets >= MAX_SETS) {
     fprintf(stderr, "sdprune stats: at most %d prompt sets\n", MAX_SETS);
@@ -157,25 +129,21 @@ static int parse_args(stats_options *o, int argc, char **argv) {
       else if (!strcmp(a, "--limit")) o->plan.limit = (int)n;
       else o->checkpoint_every = (int)n;
     } else if (!strcmp(a, "--seed")) {
-      char *end;
-      errno = 0;
-      unsigned long long s = strtoull(v, &end, 10);
-      if (errno || *end || *v == '-' || !*v) {
+      if (sd_cli_parse_seed(v, &o->plan.seed)) {
         fprintf(stderr, "sdprune stats: --seed must be a non-negative integer, got '%s'\n", v);
         return 2;
       }
-      o->plan.seed = s;
       o->plan.seed_given = 1;
     } else if (!strcmp(a, "--seeds")) {
-      if (parse_seeds(v, o)) {
+      if (sd_cli_parse_seed_list(v, o->seeds, MAX_SEEDS, &o->plan.n_seeds)) {
         fprintf(stderr, "sdprune stats: --seeds must be a list like 0,1,2 or a range like 0-9 (at most %d), got '%s'\n",
                 MAX_SEEDS, v);
         return 2;
       }
+      o->plan.seeds = o->seeds;
     } else if (!strcmp(a, "--guidance") || !strcmp(a, "--eta")) {
-      char *end;
-      double d = strtod(v, &end);
-      if (*end || !*v || d != d || d < 0) {
+      double d;
+      if (sd_cli_parse_nonneg(v, &d)) {
         fprintf(stderr, "sdprune stats: %s must be a non-negative number, got '%s'\n", a, v);
         return 2;
       }
@@ -185,15 +153,10 @@ static int parse_args(stats_options *o, int argc, char **argv) {
         o->plan.guidance_given = 1;
       }
     } else if (!strcmp(a, "--size")) {
-      char *end;
-      long w = strtol(v, &end, 10), h = 0;
-      if (*end == 'x' || *end == 'X') h = strtol(end + 1, &end, 10);
-      if (*end || w <= 0 || h <= 0 || w > 16384 || h > 16384) {
+      if (sd_cli_parse_size(v, &o->plan.width, &o->plan.height)) {
         fprintf(stderr, "sdprune stats: --size must be WIDTHxHEIGHT, got '%s'\n", v);
         return 2;
       }
-      o->plan.width = (int)w;
-      o->plan.height = (int)h;
       o->plan.size_given = 1;
     } else {
       fprintf(stderr, "sdprune stats: unknown option '%s' (see --help)\n", a);
