@@ -310,6 +310,20 @@ static int set_index(const sd_stats *s, const char *name) {
   return -1;
 }
 
+static int read_acc_open(sd_h5 *f, const char *set, const char *layer, sd_stats_acc *a, int n_steps, int width,
+                         sd_error *err) {
+  char p[1200];
+  int64_t cells = (int64_t)n_steps * SD_STATS_BRANCHES * width;
+  snprintf(p, sizeof p, "/sets/%s/%s/count", set, layer);
+  if (sd_h5_read_into(f, p, SD_H5_I64, a->count, (int64_t)n_steps * SD_STATS_BRANCHES, err)) return -1;
+  for (int q = 0; q < SD_STATS_NQ; q++) {
+    snprintf(p, sizeof p, "/sets/%s/%s/%s", set, layer, sd_stats_quantity_names[q]);
+    if (sd_h5_read_into(f, p, SD_H5_I64, a->q[q], cells, err)) return -1;
+  }
+  snprintf(p, sizeof p, "/sets/%s/%s/max", set, layer);
+  return sd_h5_read_into(f, p, SD_H5_F32, a->max, cells, err);
+}
+
 static int read_sets(sd_h5 *f, sd_stats *s, int with_totals, sd_error *err) {
   char **names = NULL;
   int n = 0;
@@ -340,8 +354,8 @@ static int read_sets(sd_h5 *f, sd_stats *s, int with_totals, sd_error *err) {
     if (sd_stats_alloc_totals(s, err)) goto done;
     for (int k = 0; k < s->n_sets; k++)
       for (int l = 0; l < s->n_layers; l++)
-        if (sd_stats_read_acc(sd_h5_path(f), s->sets[k].name, s->layers[l].name, &s->sets[k].layers[l], s->n_steps,
-                              s->layers[l].width, err))
+        if (read_acc_open(f, s->sets[k].name, s->layers[l].name, &s->sets[k].layers[l], s->n_steps,
+                          s->layers[l].width, err))
           goto done;
   }
   rc = 0;
@@ -408,20 +422,6 @@ done:
   sd_h5_close(f);
   if (rc) sd_stats_free(s);
   return rc;
-}
-
-static int read_acc_open(sd_h5 *f, const char *set, const char *layer, sd_stats_acc *a, int n_steps, int width,
-                         sd_error *err) {
-  char p[1200];
-  int64_t cells = (int64_t)n_steps * SD_STATS_BRANCHES * width;
-  snprintf(p, sizeof p, "/sets/%s/%s/count", set, layer);
-  if (sd_h5_read_into(f, p, SD_H5_I64, a->count, (int64_t)n_steps * SD_STATS_BRANCHES, err)) return -1;
-  for (int q = 0; q < SD_STATS_NQ; q++) {
-    snprintf(p, sizeof p, "/sets/%s/%s/%s", set, layer, sd_stats_quantity_names[q]);
-    if (sd_h5_read_into(f, p, SD_H5_I64, a->q[q], cells, err)) return -1;
-  }
-  snprintf(p, sizeof p, "/sets/%s/%s/max", set, layer);
-  return sd_h5_read_into(f, p, SD_H5_F32, a->max, cells, err);
 }
 
 int sd_stats_read_acc(const char *path, const char *set, const char *layer, sd_stats_acc *a, int n_steps, int width,
