@@ -147,6 +147,7 @@ struct sd_stats_collector {
   float *inv_norm2;   /* [tokens] */
   int64_t inv_cap;
   int cfg, batch, steps_done;
+  int out_of_memory; /* a hook call could not grow its buffer: the evaluation is incomplete */
   double seconds; /* time spent in the hook and the folding, for the summary */
 };
 
@@ -238,7 +239,10 @@ static void observe(void *ctx, int site_index, const char *site, sd_hook_kind ki
   int branch = c->cfg ? (b < c->batch ? 0 : 1) : 1;
   if (tokens > c->inv_cap) {
     float *p = realloc(c->inv_norm2, sizeof(float) * (size_t)tokens);
-    if (!p) return; /* end_step reports the missing tokens as an error */
+    if (!p) { /* end_step reports it: this evaluation's statistics would be incomplete */
+      c->out_of_memory = 1;
+      return;
+    }
     c->inv_norm2 = p;
     c->inv_cap = tokens;
   }
@@ -371,6 +375,7 @@ void sd_stats_collector_begin_item(sd_stats_collector *c, int cfg, int batch) {
   c->cfg = cfg;
   c->batch = batch > 0 ? batch : 1;
   c->steps_done = 0;
+  c->out_of_memory = 0;
   for (int l = 0; l < c->n_layers; l++) sd_stats_acc_zero(&c->item[l], c->n_steps, c->layers[l].width);
   reset_step(c);
 }
@@ -413,6 +418,8 @@ static int fold_layer(sd_stats_collector *c, int l, sd_error *err) {
 int sd_stats_collector_end_step(sd_stats_collector *c, sd_error *err) {
   if (c->steps_done >= c->n_steps) return 1;
   double t0 = omp_get_wtime();
+  if (c->out_of_memory)
+    return sd_fail(err, "UNet evaluation %d: out of memory for the statistics of a layer", c->steps_done);
   for (int l = 0; l < c->n_layers; l++) {
     if (c->step[l].count[1] == 0 && c->step[l].count[0] == 0)
       return sd_fail(err, "layer %s, UNet evaluation %d: no activations were observed", c->layers[l].name,
