@@ -3,7 +3,6 @@
 #include "model/clip_text.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,53 +127,6 @@ int sd_clip_text_config_infer(sd_tensor_store *view, sd_clip_text_config *cfg, s
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
-/* Collects every missing tensor by name and the first wrong shape, so one error says it all. */
-typedef struct {
-  sd_tensor_store *view;
-  char missing[640];
-  int n_missing;
-  sd_error first_bad; /* wrong shape or failed conversion */
-  int n_bad;
-} weight_binder;
-
-static const float *bind(weight_binder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static const float *bind(weight_binder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
-  char name[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  if (!sd_store_find(b->view, name)) {
-    size_t len = strlen(b->missing);
-    if (len + strlen(name) + 8 < sizeof b->missing)
-      snprintf(b->missing + len, sizeof b->missing - len, "%s%s", b->n_missing ? ", " : "", name);
-    else if (len + 6 < sizeof b->missing && !strstr(b->missing, ", ..."))
-      snprintf(b->missing + len, sizeof b->missing - len, ", ...");
-    b->n_missing++;
-    return NULL;
-  }
-  int64_t shape[2] = {d0, d1};
-  sd_error e = {{0}};
-  const float *p = sd_view_get(b->view, name, ndim, shape, &e);
-  if (!p && b->n_bad++ == 0) b->first_bad = e;
-  return p;
-}
-
-static void bind_linear(weight_binder *b, sd_linear *lin, int out, int in, const char *base) {
-  lin->out = out;
-  lin->in = in;
-  lin->w = bind(b, 2, out, in, "%s.weight", base);
-  lin->b = bind(b, 1, out, 0, "%s.bias", base);
-}
-
-static void bind_norm(weight_binder *b, sd_norm *n, int c, const char *base) {
-  n->c = c;
-  n->gamma = bind(b, 1, c, 0, "%s.weight", base);
-  n->beta = bind(b, 1, c, 0, "%s.bias", base);
-}
-
 static int check_config(const sd_clip_text_config *c, sd_error *err) {
   if (c->vocab_size <= 0 || c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->intermediate <= 0 || c->ln_eps <= 0)
     return sd_fail(err,
@@ -197,36 +149,18 @@ int sd_clip_text_init(sd_clip_text *m, const sd_clip_text_config *cfg, sd_tensor
   m->layers = sd_calloc((size_t)m->n_run, sizeof *m->layers, err);
   if (!m->layers) return -1;
   const int d = cfg->hidden, f = cfg->intermediate;
-  weight_binder b = {.view = view};
-  m->token_embedding = bind(&b, 2, cfg->vocab_size, d, "text_model.embeddings.token_embedding.weight");
-  m->position_embedding = bind(&b, 2, cfg->max_positions, d, "text_model.embeddings.position_embedding.weight");
-  char base[160];
+  sd_weight_binder b = {.view = view};
+  m->token_embedding =
+      sd_bind_tensor(&b, 2, (int64_t[]){cfg->vocab_size, d}, "text_model.embeddings.token_embedding.weight");
+  m->position_embedding =
+      sd_bind_tensor(&b, 2, (int64_t[]){cfg->max_positions, d}, "text_model.embeddings.position_embedding.weight");
+  char prefix[96];
   for (int i = 0; i < m->n_run; i++) {
-    sd_clip_text_layer *L = &m->layers[i];
-#define LAYER(part) (snprintf(base, sizeof base, "text_model.encoder.layers.%d.%s", i, part), base)
-    bind_norm(&b, &L->layer_norm1, d, LAYER("layer_norm1"));
-    bind_linear(&b, &L->q_proj, d, d, LAYER("self_attn.q_proj"));
-    bind_linear(&b, &L->k_proj, d, d, LAYER("self_attn.k_proj"));
-    bind_linear(&b, &L->v_proj, d, d, LAYER("self_attn.v_proj"));
-    bind_linear(&b, &L->out_proj, d, d, LAYER("self_attn.out_proj"));
-    bind_norm(&b, &L->layer_norm2, d, LAYER("layer_norm2"));
-    bind_linear(&b, &L->fc1, f, d, LAYER("mlp.fc1"));
-    bind_linear(&b, &L->fc2, d, f, LAYER("mlp.fc2"));
-#undef LAYER
+    snprintf(prefix, sizeof prefix, "text_model.encoder.layers.%d", i);
+    sd_bind_clip_encoder_layer(&b, &m->layers[i], d, f, prefix);
   }
-  bind_norm(&b, &m->final_layer_norm, d, "text_model.final_layer_norm");
-  if (b.n_missing) {
-    sd_fail(err, "%s: text encoder: %d missing tensor%s: %s%s", view->path, b.n_missing, b.n_missing > 1 ? "s" : "",
-            b.missing, b.n_bad ? " (and wrong shapes)" : "");
-    goto fail;
-  }
-  if (b.n_bad) {
-    if (b.n_bad > 1)
-      sd_fail(err, "%s (and %d more wrong tensors)", b.first_bad.msg, b.n_bad - 1);
-    else
-      *err = b.first_bad;
-    goto fail;
-  }
+  sd_bind_norm(&b, &m->final_layer_norm, d, "text_model.final_layer_norm");
+  if (sd_bind_finish(&b, "text encoder", err) != 0) goto fail;
   return 0;
 fail:
   sd_clip_text_free(m);
@@ -244,21 +178,22 @@ void sd_clip_text_free(sd_clip_text *m) {
 
 int sd_clip_text_forward(sd_clip_text *m, const int32_t *ids, float *hidden, sd_error *err) {
   const sd_clip_text_config *c = &m->cfg;
-  const int T = SD_CLIP_TEXT_TOKENS, d = c->hidden, dh = d / c->heads;
+  const int T = SD_CLIP_TEXT_TOKENS, d = c->hidden;
   for (int t = 0; t < T; t++)
     if (ids[t] < 0 || ids[t] >= c->vocab_size)
       return sd_fail(err, "text encoder: token %d has id %d, outside the vocabulary [0, %d)", t, (int)ids[t],
                      c->vocab_size);
 
   sd_arena_reset(&m->arena);
-  float *x = hidden;                                           /* [T, d] residual stream, written in place */
-  float *h = sd_arena_floats(&m->arena, (size_t)T * d, err);   /* [T, d] LayerNorm output */
-  float *q = sd_arena_floats(&m->arena, (size_t)T * d, err);   /* [T, d] */
-  float *k = sd_arena_floats(&m->arena, (size_t)T * d, err);   /* [T, d] */
-  float *v = sd_arena_floats(&m->arena, (size_t)T * d, err);   /* [T, d] */
-  float *ctx = sd_arena_floats(&m->arena, (size_t)T * d, err); /* [T, d] attention output, heads concatenated */
-  float *mlp = sd_arena_floats(&m->arena, (size_t)T * c->intermediate, err); /* [T, f] */
-  if (!h || !q || !k || !v || !ctx || !mlp) return sd_fail_prefix(err, "text encoder");
+  float *x = hidden; /* [T, d] residual stream, written in place */
+  const sd_clip_encoder_dims dims = {.hidden = d,
+                                     .heads = c->heads,
+                                     .intermediate = c->intermediate,
+                                     .act_quick_gelu = c->act_quick_gelu,
+                                     .ln_eps = c->ln_eps,
+                                     .causal = 1};
+  sd_clip_encoder_scratch s;
+  if (sd_clip_encoder_scratch_alloc(&s, T, &dims, &m->arena, err) != 0) return sd_fail_prefix(err, "text encoder");
 
   /* CLIPTextEmbeddings: token embedding + learned position embedding of positions 0..T-1. */
   for (int t = 0; t < T; t++) {
@@ -266,26 +201,10 @@ int sd_clip_text_forward(sd_clip_text *m, const int32_t *ids, float *hidden, sd_
     for (int j = 0; j < d; j++) x[(int64_t)t * d + j] = te[j] + pe[j];
   }
 
-  const float scale = 1.0f / sqrtf((float)dh);
-  for (int i = 0; i < m->n_run; i++) {
-    const sd_clip_text_layer *L = &m->layers[i];
-    /* x = x + out_proj(attn(LN1(x))), causal mask: token t sees tokens 0..t. */
-    sd_layer_norm(h, x, T, d, c->ln_eps, &L->layer_norm1);
-    sd_linear_forward(q, h, T, &L->q_proj);
-    sd_linear_forward(k, h, T, &L->k_proj);
-    sd_linear_forward(v, h, T, &L->v_proj);
-    if (sd_attention(ctx, d, q, d, k, v, d, T, T, c->heads, dh, scale, 1, &m->arena, err) != 0)
+  /* Pre-LN blocks with a causal mask: token t sees tokens 0..t. */
+  for (int i = 0; i < m->n_run; i++)
+    if (sd_clip_encoder_layer_forward(&m->layers[i], &dims, x, T, &s, &m->arena, err) != 0)
       return sd_fail_prefix(err, "text encoder layer %d", i);
-    sd_linear_forward_acc(x, ctx, T, &L->out_proj);
-    /* x = x + fc2(act(fc1(LN2(x)))) */
-    sd_layer_norm(h, x, T, d, c->ln_eps, &L->layer_norm2);
-    sd_linear_forward(mlp, h, T, &L->fc1);
-    if (c->act_quick_gelu)
-      sd_quick_gelu_inplace(mlp, (int64_t)T * c->intermediate);
-    else
-      sd_gelu_inplace(mlp, (int64_t)T * c->intermediate);
-    sd_linear_forward_acc(x, mlp, T, &L->fc2);
-  }
   sd_layer_norm(x, x, T, d, c->ln_eps, &m->final_layer_norm);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "io/tensor_store.h"
+#include "model/clip_encoder.h"
 
 /* Stable Diffusion always encodes 77 tokens: [BOS] + up to 75 BPE tokens + [EOS], padded. */
 #define SD_CLIP_TEXT_TOKENS 77
@@ -30,14 +31,8 @@ typedef struct {
                          * FrozenOpenCLIPEmbedder(layer="penultimate"); also "clip skip" */
 } sd_clip_text_config;
 
-/* transformers CLIPEncoderLayer (= openai CLIP ResidualAttentionBlock), d = hidden, f = intermediate. */
-typedef struct {
-  sd_norm layer_norm1;                        /* [d] (openai ln_1) */
-  sd_linear q_proj, k_proj, v_proj, out_proj; /* [d, d] + [d] (openai attn.in_proj rows 0/d/2d, attn.out_proj) */
-  sd_norm layer_norm2;                        /* [d] (openai ln_2) */
-  sd_linear fc1;                              /* [f, d] + [f] (openai mlp.c_fc) */
-  sd_linear fc2;                              /* [d, f] + [d] (openai mlp.c_proj) */
-} sd_clip_text_layer;
+/* transformers CLIPEncoderLayer, shared with the vision tower (model/clip_encoder.h). */
+typedef sd_clip_encoder_layer sd_clip_text_layer;
 
 /* transformers CLIPTextTransformer. Weights point into the view's float32 copies (the view must
  * outlive the model); activations come from the arena, reset at every forward call. */
