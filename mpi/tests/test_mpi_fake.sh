@@ -42,6 +42,8 @@ check "the comparison notices other seeds" bash -c "! $PY '$CMP' '$TMP/np1/stats
 "$BIN" reduce "$TMP/np8" --out "$TMP/offline8.h5" 2>"$TMP/off.log"
 check "sdprune reduce runs" [ $? -eq 0 ]
 check "sdprune reduce (8 shards) equals the in-job reduce" $PY "$CMP" "$TMP/np8/stats.h5" "$TMP/offline8.h5"
+"$BIN" reduce "$TMP/np8" --out "$TMP/offline8z.h5" --compress --quiet
+check "sdprune reduce --compress stores the same values" $PY "$CMP" "$TMP/np8/stats.h5" "$TMP/offline8z.h5"
 run_np 2 reduce "$TMP/np3" --out "$TMP/mpireduce3.h5" 2>/dev/null
 check "sdprune-mpi reduce equals the in-job reduce" $PY "$CMP" "$TMP/np1/stats.h5" "$TMP/mpireduce3.h5"
 
