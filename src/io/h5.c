@@ -1,7 +1,7 @@
-/* HDF5 behind io/h5.h (with h5_table.c, the only files that include hdf5.h): atomic create/commit,
- * datasets, scalar attributes, listing and external links, with HDF5's error stack turned into
- * one-line messages. Not a general binding: no partial I/O, no extendible datasets, no MPI-IO; not
- * the compound tables (h5_table.c). */
+/* HDF5 behind io/h5.h (with h5_table.c and h5_copy.c, the only files that include hdf5.h): atomic
+ * create/commit, datasets, scalar attributes, listing and external links, with HDF5's error stack turned
+ * into one-line messages. Not a general binding: no partial I/O, no extendible datasets, no MPI-IO; not
+ * the compound tables (h5_table.c) nor copying between files (h5_copy.c). */
 #include "io/h5.h"
 
 #include <errno.h>
@@ -107,12 +107,6 @@ int h5_bad_handle(const sd_h5 *f, sd_error *err) {
     return 0;
   return sd_fail(err, "HDF5: no open file");
 }
-
-#if H5_VERSION_GE(1, 12, 0)
-#define H5_RECLAIM(type, space, plist, buf) H5Treclaim((type), (space), (plist), (buf))
-#else
-#define H5_RECLAIM(type, space, plist, buf) H5Dvlen_reclaim((type), (space), (plist), (buf))
-#endif
 
 /* ---- types ------------------------------------------------------------------------------------- */
 

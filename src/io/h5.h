@@ -94,6 +94,23 @@ int sd_h5_read_table(sd_h5 *f, const char *path, const sd_h5_field *fields, int 
                      void **rows, int64_t *n_rows, sd_error *err);
 void sd_h5_free_table(const sd_h5_field *fields, int n_fields, size_t row_size, void *rows, int64_t n_rows);
 
+/* Rewriting a file: a new one from sd_h5_create with some objects replaced and the rest copied over. */
+/* Copies the object at src_path (a dataset, or a group with everything under it, attributes included) to
+ * dst_path of dst, creating missing parents; soft and external links are recreated, not followed. Fails if
+ * dst_path exists. */
+int sd_h5_copy(sd_h5 *src, const char *src_path, sd_h5 *dst, const char *dst_path, sd_error *err);
+/* Copies every attribute of src_obj onto dst_obj ("/" for the file), any type and shape, replacing ones of
+ * the same name. */
+int sd_h5_copy_attrs(sd_h5 *src, const char *src_obj, sd_h5 *dst, const char *dst_obj, sd_error *err);
+/* The members of a table as fields of a generic row (member i at offset i * SD_H5_FIELD_SLOT), so that a
+ * table with columns the caller does not know can be read with sd_h5_read_table and written again: strings
+ * (fixed or variable length) as SD_H5_STR, uint8 as SD_H5_U8, other integers as SD_H5_I32 when they fit in
+ * it, else SD_H5_I64, floats as SD_H5_F32/F64; any other member type is an error naming it. Names are
+ * malloc'ed: free with sd_h5_free_fields. */
+#define SD_H5_FIELD_SLOT 8
+int sd_h5_table_fields(sd_h5 *f, const char *path, sd_h5_field **fields, int *n_fields, sd_error *err);
+void sd_h5_free_fields(sd_h5_field *fields, int n_fields);
+
 /* An external link at link_path to object target_obj of file target_file (a path relative to the
  * directory of this file, as h5py resolves it), creating parent groups. */
 int sd_h5_link_external(sd_h5 *f, const char *link_path, const char *target_file, const char *target_obj,

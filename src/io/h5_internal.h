@@ -1,4 +1,4 @@
-/* Shared by the two files behind io/h5.h (h5.c and h5_table.c), and with them the only place that
+/* Shared by the files behind io/h5.h (h5.c, h5_table.c, h5_copy.c), and with them the only place that
  * includes hdf5.h: the handle struct, the error and check helpers, and the type and property-list
  * builders. Internal: nothing else includes it. */
 #ifndef SD_H5_INTERNAL_H
@@ -41,6 +41,13 @@ __attribute__((format(printf, 4, 5))) int h5_fail(sd_error *err, const char *fil
       (id) = H5I_INVALID_HID;                                                                                          \
     }                                                                                                                  \
   } while (0)
+
+/* Frees the variable-length data HDF5 allocated in buf (H5Dvlen_reclaim was renamed in 1.12). */
+#if H5_VERSION_GE(1, 12, 0)
+#define H5_RECLAIM(type, space, plist, buf) H5Treclaim((type), (space), (plist), (buf))
+#else
+#define H5_RECLAIM(type, space, plist, buf) H5Dvlen_reclaim((type), (space), (plist), (buf))
+#endif
 
 /* 0 when f is an open file, else -1 with "HDF5: no open file". */
 int h5_bad_handle(const sd_h5 *f, sd_error *err);
