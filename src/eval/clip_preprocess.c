@@ -16,6 +16,7 @@ void sd_clip_preprocess_defaults(sd_clip_preprocess *p, int image_size) {
   memcpy(p->mean, mean, sizeof mean);
   memcpy(p->std, std, sizeof std);
   p->crop_rule = SD_CLIP_CROP_HF;
+  p->resize_rule = SD_CLIP_RESIZE_TRUNCATE;
 }
 
 static int read_triple(json_t *o, const char *key, float out[3], int positive, sd_error *err) {
@@ -60,14 +61,21 @@ int sd_clip_preprocess_from_json(const char *text, sd_clip_preprocess *p, sd_err
   return rc;
 }
 
-void sd_clip_resize_size(int w, int h, int shortest, int *out_w, int *out_h) {
-  /* int(shortest * long / short) of Python: the product is exact, the quotient truncated */
+/* shortest·long/short in exact integers: truncated (Python's int()) or rounded half to even (round()). */
+static int scaled_side(int shortest, int long_side, int short_side, sd_clip_resize_rule rule) {
+  const int64_t num = (int64_t)shortest * long_side, q = num / short_side, r2 = 2 * (num % short_side);
+  if (rule == SD_CLIP_RESIZE_TRUNCATE || r2 < short_side) return (int)q;
+  if (r2 > short_side) return (int)q + 1;
+  return (int)(q % 2 == 0 ? q : q + 1);
+}
+
+void sd_clip_resize_size(int w, int h, int shortest, sd_clip_resize_rule rule, int *out_w, int *out_h) {
   if (w <= h) {
     *out_w = shortest;
-    *out_h = (int)((int64_t)shortest * h / w);
+    *out_h = scaled_side(shortest, h, w, rule);
   } else {
     *out_h = shortest;
-    *out_w = (int)((int64_t)shortest * w / h);
+    *out_w = scaled_side(shortest, w, h, rule);
   }
 }
 
@@ -222,7 +230,7 @@ int sd_clip_preprocess_rgb8(const sd_clip_preprocess *p, const uint8_t *rgb, int
     return sd_fail(err, "CLIP preprocess: shortest side %d after the resize is smaller than the crop %d",
                    p->resize_shortest, p->crop);
   int rw, rh;
-  sd_clip_resize_size(w, h, p->resize_shortest, &rw, &rh);
+  sd_clip_resize_size(w, h, p->resize_shortest, p->resize_rule, &rw, &rh);
   uint8_t *resized = sd_malloc((size_t)rw * rh * 3, err);
   if (!resized || sd_resize_bicubic_rgb8(rgb, w, h, resized, rw, rh, err) != 0) {
     free(resized);
