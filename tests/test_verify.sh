@@ -15,16 +15,17 @@ run_verify() { # name, expected pass count, args...
   [ $rc -eq 0 ] || cat "$TMP/$name.txt" >&2
 }
 
-# 17 unet rows (3 eps + 7 ff + 7 attn2), 3 text, 3 tokens, 2 vae, 1 vae_enc, 9 rng, 10 sampler rows.
-run_verify single 45 --model "$REF/tiny-sd1/model.safetensors" --vectors "$REF/tiny-sd1/vectors.safetensors" --tokenizer "$TOK"
+# 17 unet rows (3 eps + 7 ff + 7 attn2), 3 text, 3 tokens, 2 vae, 1 vae_enc, 9 rng, 10 sampler rows, and the
+# 20 clip rows of tiny-clip/, found beside the vectors' folder (tests/test_clip_verify.sh checks those).
+run_verify single 65 --model "$REF/tiny-sd1/model.safetensors" --vectors "$REF/tiny-sd1/vectors.safetensors" --tokenizer "$TOK"
 check "single: nothing skipped" bash -c "! grep -q '^skipped' '$TMP/single.txt'"
-run_verify diffusers 45 --model "$REF/tiny-sd1-diffusers" --vectors "$REF/tiny-sd1/vectors.safetensors"
+run_verify diffusers 65 --model "$REF/tiny-sd1-diffusers" --vectors "$REF/tiny-sd1/vectors.safetensors"
 check "diffusers: uses the folder's config" grep -q "unet config: diffusers config" "$TMP/diffusers.txt"
 # The .ckpt carries no architecture: the diffusers folder's configs describe it.
-run_verify ckpt 45 --model "$REF/tiny-sd1/model.ckpt" --config "$REF/tiny-sd1-diffusers" --vectors "$REF/tiny-sd1/vectors.safetensors"
-run_verify erased_diffusers 3 --model "$REF/tiny-sd1/model.safetensors" --unet "$REF/tiny-sd1-erased/unet-erased-diffusers.pt" --vectors "$REF/tiny-sd1-erased/vectors.safetensors"
-run_verify erased_compvis 3 --model "$REF/tiny-sd1/model.safetensors" --unet "$REF/tiny-sd1-erased/unet-erased-compvis.pt" --vectors "$REF/tiny-sd1-erased/vectors.safetensors"
-run_verify erased_on_diffusers 3 --model "$REF/tiny-sd1-diffusers" --unet "$REF/tiny-sd1-erased/unet-erased-compvis.pt" --vectors "$REF/tiny-sd1-erased/vectors.safetensors"
+run_verify ckpt 65 --model "$REF/tiny-sd1/model.ckpt" --config "$REF/tiny-sd1-diffusers" --vectors "$REF/tiny-sd1/vectors.safetensors"
+run_verify erased_diffusers 23 --model "$REF/tiny-sd1/model.safetensors" --unet "$REF/tiny-sd1-erased/unet-erased-diffusers.pt" --vectors "$REF/tiny-sd1-erased/vectors.safetensors"
+run_verify erased_compvis 23 --model "$REF/tiny-sd1/model.safetensors" --unet "$REF/tiny-sd1-erased/unet-erased-compvis.pt" --vectors "$REF/tiny-sd1-erased/vectors.safetensors"
+run_verify erased_on_diffusers 23 --model "$REF/tiny-sd1-diffusers" --unet "$REF/tiny-sd1-erased/unet-erased-compvis.pt" --vectors "$REF/tiny-sd1-erased/vectors.safetensors"
 
 # The erased UNet must actually change the output: the base model fails the erased vectors.
 "$BIN" verify --model "$REF/tiny-sd1/model.safetensors" --vectors "$REF/tiny-sd1-erased/vectors.safetensors" > "$TMP/base_vs_erased.txt" 2>&1

@@ -30,6 +30,8 @@ void verify_unet(verify_ctx *v);
 void verify_vae(verify_ctx *v);
 void verify_rng(verify_ctx *v);
 void verify_samplers(verify_ctx *v);
+/* The clip.* group: the CLIP detector at model_path (HF folder or file) against vectors_path. */
+void verify_clip(verify_ctx *v, const char *model_path, const char *vectors_path);
 /* Groups implemented beyond unet/text (vae, samplers, rng): 1 if `prefix` is handled. */
 int verify_group_supported(const char *prefix);
 
