@@ -5,9 +5,12 @@
  *
  * Cost: per image about layers · T · (4d² + 2·d·f + 2·T·d) + N · d · C·p² multiply-adds, T = N + 1 tokens.
  * ViT-L/14 at 224 px (d 1024, f 4096, 24 layers, T 257): 77.6 G in the projections and MLPs, 3.2 G in the
- * attention products, 0.15 G in the patch embedding: ~81 GMAC = 162 GFLOP, all of it in sgemm or the
- * attention kernel, about 0.7 s on the 2-core CI machine (~250 GFLOP/s) against 1.6 TFLOP for one
- * batch-2 SD-1.5 UNet evaluation at 64×64 latents: ~0.2% of a 50-step generation. */
+ * attention products, 0.15 G in the patch embedding: ~81 GMAC = 162 GFLOP per image, all of it in sgemm or
+ * the attention kernel. Measured with random ViT-L/14 weights on the shared 2-core machine while other jobs
+ * ran: 4.0-4.3 s per image at 2 threads (40 GFLOP/s), where plain sgemm of the fc1 shape reached 36-49
+ * GFLOP/s at that moment; at the README's quiet sgemm rate (~250 GFLOP/s) that is ~0.7 s. Against 1.6
+ * TFLOP per batch-2 SD-1.5 UNet evaluation at 64×64 latents, one image costs ~0.2% of a 50-step
+ * generation, whatever the machine (both run at its sgemm rate). */
 #ifndef SD_CLIP_VISION_H
 #define SD_CLIP_VISION_H
 
