@@ -24,6 +24,8 @@ static const command commands[] = {
     {"restore", cmd_restore, "give back the original checkpoint bytes from a pruned one and its restore file"},
     {"prompts", cmd_prompts, "show how a prompt file is read: row count, then one JSON object per row"},
     {"reduce", cmd_reduce, "merge statistics shards (sdprune-mpi RUN/shards) or stats.h5 files into one stats.h5"},
+    {"import-scores", cmd_import_scores, "judge an attack run by a detector's scores CSV and a rule; recompute metrics"},
+    {"grid", cmd_grid, "contact sheets of an attack run, one PNG per model x set, framed by attack success"},
 };
 
 static void usage(FILE *out) {
@@ -31,7 +33,7 @@ static void usage(FILE *out) {
                "usage: sdprune <command> [options]   (sdprune <command> --help for details)\n\ncommands:\n",
           SDPRUNE_VERSION);
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-13s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {
