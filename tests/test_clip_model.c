@@ -29,7 +29,8 @@ static void check_rel(const char *what, const float *got, const float *ref, long
 
 static double mean_abs(const float *a, const float *b, long n) {
   double s = 0;
-  for (long i = 0; i < n; i++) s += fabs((double)a[i] - b[i]);
+  for (long i = 0; i < n; i++)
+    s += fabs((double)a[i] - b[i]);
   return s / n;
 }
 
@@ -40,7 +41,8 @@ static void check_reference(const char *what, sd_clip_model *m, sd_tensor_store 
   sd_tensor *ids_t = sd_store_find(vec, "clip.text.ids");
   const float *ref_text = f32(vec, "clip.text.embeds");
   CHECK(ids_t && ids_t->dtype == SD_DTYPE_I32 && sd_tensor_numel(ids_t) == 4 * 77 && ref_text, "clip.text tensors");
-  if (!ids_t || !ref_text) return;
+  if (!ids_t || !ref_text)
+    return;
   const int32_t *ids = ids_t->data;
   float text[4][D], tok_text[D];
   json_t *md = json_loads(vec->metadata_json, 0, NULL);
@@ -73,9 +75,10 @@ static void check_reference(const char *what, sd_clip_model *m, sd_tensor_store 
     const float *ref_embed = f32(vec, name);
     snprintf(name, sizeof name, "clip.image.case%d.logits", c);
     const float *ref_logits = f32(vec, name);
-    CHECK(rgb && rgb->dtype == SD_DTYPE_U8 && rgb->ndim == 3 && ref_pixels && ref_embed && ref_logits,
-          "case%d tensors", c);
-    if (!rgb || !ref_pixels || !ref_embed || !ref_logits) continue;
+    CHECK(rgb && rgb->dtype == SD_DTYPE_U8 && rgb->ndim == 3 && ref_pixels && ref_embed && ref_logits, "case%d tensors",
+          c);
+    if (!rgb || !ref_pixels || !ref_embed || !ref_logits)
+      continue;
     const int h = (int)rgb->shape[0], w = (int)rgb->shape[1];
     static float pixels[3 * S * S];
     float embed[D], logits[4], probs[4];
@@ -107,8 +110,10 @@ static void check_reference(const char *what, sd_clip_model *m, sd_tensor_store 
     /* zero-shot: the softmax of the reference logits */
     sd_clip_zero_shot(m, embed, text[0], D, 4, probs);
     double mx = ref_logits[0], sum = 0, psum = 0;
-    for (int j = 1; j < 4; j++) mx = ref_logits[j] > mx ? ref_logits[j] : mx;
-    for (int j = 0; j < 4; j++) sum += exp(ref_logits[j] - mx);
+    for (int j = 1; j < 4; j++)
+      mx = ref_logits[j] > mx ? ref_logits[j] : mx;
+    for (int j = 0; j < 4; j++)
+      sum += exp(ref_logits[j] - mx);
     for (int j = 0; j < 4; j++) {
       CHECK_NEAR(probs[j], exp(ref_logits[j] - mx) / sum, 1e-5, "zero-shot probability");
       psum += probs[j];
@@ -137,8 +142,10 @@ static int write_without(sd_tensor_store *src, const char *path, const char *dro
   int n = 0;
   for (int i = 0; i < src->count; i++) {
     const sd_tensor *t = &src->tensors[i];
-    if (drop_prefix && strncmp(t->name, drop_prefix, strlen(drop_prefix)) == 0) continue;
-    if (drop_name && strcmp(t->name, drop_name) == 0) continue;
+    if (drop_prefix && strncmp(t->name, drop_prefix, strlen(drop_prefix)) == 0)
+      continue;
+    if (drop_name && strcmp(t->name, drop_name) == 0)
+      continue;
     e[n].name = t->name;
     e[n].dtype = t->dtype;
     e[n].ndim = t->ndim;
@@ -148,7 +155,8 @@ static int write_without(sd_tensor_store *src, const char *path, const char *dro
   }
   sd_error err;
   int rc = sd_safetensors_write(path, e, n, src->metadata_json, &err);
-  if (rc) fprintf(stderr, "write %s: %s\n", path, err.msg);
+  if (rc)
+    fprintf(stderr, "write %s: %s\n", path, err.msg);
   free(e);
   return rc;
 }
@@ -246,10 +254,12 @@ static void check_pil_resize(void) {
        "6475737486997c846d7f7387918588798a6e768b6b8d78888f8772839369697c7d898c719b6d7c9069786f7d7776879a7288768f796c76"
        "7287778b9f"},
       {9, 6, 9, 4,
-       "1c2d3e43546f7485969aabbc5c6d808495a6abbc252945565a6b7c90a1b2bdce414c5d798495a652635e6a7b8c97a8c3cf4b5c68798a3748"
+       "1c2d3e43546f7485969aabbc5c6d808495a6abbc252945565a6b7c90a1b2bdce414c5d798495a652635e6a7b8c97a8c3cf4b5c68798a374"
+       "8"
        "5976878296a7586c7d8eacbd2f435d6e8293a4b75364778899abbccd4051647e8f3b56677893a4bfda43546e7f90ab596a8596a7"},
       {7, 5, 16, 11,
-       "000516000d1e0a1b2c1d2e3f2d3e4f3e4f604d5e6f5c6d7e7182938d9eafa5b6c8b7c8ebc5d6ebd8e986e7f80eefff000a17280e1f311e2f"
+       "000516000d1e0a1b2c1d2e3f2d3e4f3e4f604d5e6f5c6d7e7182938d9eafa5b6c8b7c8ebc5d6ebd8e986e7f80eefff000a17280e1f311e2"
+       "f"
        "42314256435467556678687989798a9a8091a27e8fa08293a592a3c3a5b6cab8c97dc7d821cfe00e31415038495c4758755d6e917788a4"
        "91a2b4acbdccc1d2e0a7b8c95a6b7c2e3d4e3a4b6256677a6a7b667b8c4b8394486071846879897c8d938fa0a29cadb4a6b7c7c0d1e3db"
        "ecfab2c3d4435465010f210c1d2d2e3f504354695566805d6e899aabcba4b5b4c0d179c9da4c96a7575d6e7560718d8091a278899d4859"
@@ -265,7 +275,8 @@ static void check_pil_resize(void) {
     uint8_t src[16 * 16 * 3], dst[16 * 16 * 3];
     for (int y = 0; y < h; y++)
       for (int x = 0; x < w; x++)
-        for (int c = 0; c < 3; c++) src[(y * w + x) * 3 + c] = (uint8_t)((x * 37 + y * 91 + c * 17 + x * y * 5) % 256);
+        for (int c = 0; c < 3; c++)
+          src[(y * w + x) * 3 + c] = (uint8_t)((x * 37 + y * 91 + c * 17 + x * y * 5) % 256);
     sd_error err;
     CHECK(sd_resize_bicubic_rgb8(src, w, h, dst, ow, oh, &err) == 0, "%s", err.msg);
     int diff = 0;
@@ -278,7 +289,8 @@ static void check_pil_resize(void) {
   }
   /* crop offsets of a 47-wide image (no resize: its short side is the crop): margin 15 */
   static uint8_t img[32 * 47 * 3];
-  for (int j = 0; j < 32 * 47; j++) img[3 * j] = img[3 * j + 1] = img[3 * j + 2] = (uint8_t)(j % 47);
+  for (int j = 0; j < 32 * 47; j++)
+    img[3 * j] = img[3 * j + 1] = img[3 * j + 2] = (uint8_t)(j % 47);
   sd_clip_preprocess p;
   sd_clip_preprocess_defaults(&p, 32);
   static float px[3 * 32 * 32];
@@ -306,13 +318,15 @@ int main(void) {
   sd_error err = {{0}};
   int rc = sd_store_open(vectors, &vec, &err);
   CHECK(rc == 0, "%s", err.msg);
-  if (rc) return test_finish();
+  if (rc)
+    return test_finish();
   const char *paths[2] = {dir, file}, *names[2] = {"folder", "file"};
   for (int i = 0; i < 2; i++) {
     sd_clip_model *m;
     rc = sd_clip_model_load(paths[i], &m, &err);
     CHECK(rc == 0, "load %s: %s", paths[i], err.msg);
-    if (rc) continue;
+    if (rc)
+      continue;
     printf("%s: config from %s, tokenizer %s, logit_scale %.6f\n", names[i], m->config_source, m->tokenizer_dir,
            m->logit_scale);
     CHECK(m->projection_dim == D && m->vision.cfg.image_size == S && m->vision.cfg.patch_size == 8 &&

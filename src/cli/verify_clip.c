@@ -29,8 +29,12 @@ static void pixels_row(verify_ctx *v, const char *name, const float *got, const 
   double mae = sum / (double)n;
   int ok = mae < CLIP_PIXELS_MEAN_ABS;
   printf("%-8s %-58s %11.3e %11.3e  %s (mean-abs %.3g%s%s)\n", "clip", name, den > 0 ? sqrt(num / den) : sqrt(num), mx,
-         !counted ? "info" : ok ? "PASS" : "FAIL", mae, ok ? " < 1e-2" : " >= 1e-2", note);
-  if (!counted) return;
+         !counted ? "info"
+         : ok     ? "PASS"
+                  : "FAIL",
+         mae, ok ? " < 1e-2" : " >= 1e-2", note);
+  if (!counted)
+    return;
   if (ok)
     v->passed++;
   else
@@ -57,7 +61,8 @@ static void text_rows(verify_ctx *v, sd_clip_model *m, float *text_embeds, int *
   int ok = 1;
   for (int k = 0; k < K; k++) {
     int32_t ids[SD_CLIP_TEXT_TOKENS];
-    for (int i = 0; i < SD_CLIP_TEXT_TOKENS; i++) ids[i] = (int32_t)idsf[k * SD_CLIP_TEXT_TOKENS + i];
+    for (int i = 0; i < SD_CLIP_TEXT_TOKENS; i++)
+      ids[i] = (int32_t)idsf[k * SD_CLIP_TEXT_TOKENS + i];
     snprintf(name, sizeof name, "text.case%d.embeds (file ids)", k);
     if (sd_clip_encode_ids(m, ids, text_embeds + (size_t)k * D, &err) != 0) {
       verify_fail(v, "clip", name, err.msg);
@@ -66,7 +71,8 @@ static void text_rows(verify_ctx *v, sd_clip_model *m, float *text_embeds, int *
     }
     verify_row(v, "clip", name, text_embeds + (size_t)k * D, ref + (size_t)k * D, D, v->tol);
     const char *prompt = json_string_value(json_array_get(prompts, (size_t)k));
-    if (!prompt || !m->tokenizer) continue;
+    if (!prompt || !m->tokenizer)
+      continue;
     int32_t got[SD_CLIP_TEXT_TOKENS];
     float gotf[SD_CLIP_TEXT_TOKENS];
     snprintf(name, sizeof name, "text.case%d.ids (tokenizer)", k);
@@ -74,7 +80,8 @@ static void text_rows(verify_ctx *v, sd_clip_model *m, float *text_embeds, int *
       verify_fail(v, "clip", name, err.msg);
       continue;
     }
-    for (int i = 0; i < SD_CLIP_TEXT_TOKENS; i++) gotf[i] = (float)got[i];
+    for (int i = 0; i < SD_CLIP_TEXT_TOKENS; i++)
+      gotf[i] = (float)got[i];
     verify_row(v, "clip", name, gotf, idsf + k * SD_CLIP_TEXT_TOKENS, SD_CLIP_TEXT_TOKENS, 0.0);
     snprintf(name, sizeof name, "text.case%d.embeds (tokenizer)", k);
     if (sd_clip_encode_text(m, prompt, tok_embed, &err) != 0)
@@ -82,8 +89,10 @@ static void text_rows(verify_ctx *v, sd_clip_model *m, float *text_embeds, int *
     else
       verify_row(v, "clip", name, tok_embed, ref + (size_t)k * D, D, v->tol);
   }
-  if (!json_is_array(prompts)) verify_skip(v, "clip tokenizer", "no clip.text.prompts in the metadata");
-  else if (!m->tokenizer) verify_skip(v, "clip tokenizer", "no tokenizer");
+  if (!json_is_array(prompts))
+    verify_skip(v, "clip tokenizer", "no clip.text.prompts in the metadata");
+  else if (!m->tokenizer)
+    verify_skip(v, "clip tokenizer", "no tokenizer");
   json_decref(prompts);
   *have_text = ok ? K : 0;
 }
@@ -97,7 +106,8 @@ static void image_rows(verify_ctx *v, sd_clip_model *m, const float *text_embeds
   char name[96];
   snprintf(name, sizeof name, "image.case%d", k);
   if (!pix_t || !emb_t || sd_tensor_numel(pix_t) != 3 * (int64_t)S * S || sd_tensor_numel(emb_t) != D ||
-      (log_t && sd_tensor_numel(log_t) != K) || (rgb && (rgb->dtype != SD_DTYPE_U8 || rgb->ndim != 3 || rgb->shape[2] != 3))) {
+      (log_t && sd_tensor_numel(log_t) != K) ||
+      (rgb && (rgb->dtype != SD_DTYPE_U8 || rgb->ndim != 3 || rgb->shape[2] != 3))) {
     verify_fail(v, "clip", name, "pixel_values [1,3,S,S] / embeds [1,proj] / logits [1,K] / rgb8 [H,W,3] misshapen");
     return;
   }
@@ -125,7 +135,8 @@ static void image_rows(verify_ctx *v, sd_clip_model *m, const float *text_embeds
     sd_clip_resize_rule saved = m->preprocess.resize_rule;
     const sd_clip_resize_rule rules[2] = {SD_CLIP_RESIZE_ROUND, SD_CLIP_RESIZE_TRUNCATE};
     int rw[2], rh[2];
-    for (int r = 0; r < 2; r++) sd_clip_resize_size(w, h, m->preprocess.resize_shortest, rules[r], &rw[r], &rh[r]);
+    for (int r = 0; r < 2; r++)
+      sd_clip_resize_size(w, h, m->preprocess.resize_shortest, rules[r], &rw[r], &rh[r]);
     for (int r = 0; r < (rw[0] != rw[1] || rh[0] != rh[1] ? 2 : 1); r++) {
       m->preprocess.resize_rule = rules[r];
       snprintf(name, sizeof name, "image.case%d.pixel_values (%dx%d -> %dx%d%s)", k, w, h, rw[r], rh[r],
@@ -165,14 +176,16 @@ void verify_clip(verify_ctx *v, const char *model_path, const char *vectors_path
     return;
   }
   printf("clip: model %s (config: %s, vision %dpx/%d, %d layers, proj %d; tokenizer %s), vectors %s\n", m->path,
-         m->config_source, m->vision.cfg.image_size, m->vision.cfg.patch_size, m->vision.cfg.layers,
-         m->projection_dim, m->tokenizer ? m->tokenizer_dir : "none", vectors_path);
+         m->config_source, m->vision.cfg.image_size, m->vision.cfg.patch_size, m->vision.cfg.layers, m->projection_dim,
+         m->tokenizer ? m->tokenizer_dir : "none", vectors_path);
   float *text_embeds = calloc(64 * (size_t)m->projection_dim, sizeof(float)); /* [K <= 64, proj] */
   int K = 0;
   text_rows(&c, m, text_embeds, &K);
-  if (K > 64) K = 0;
+  if (K > 64)
+    K = 0;
   for (int k = 0;; k++) {
-    if (!verify_tensor(&c, "clip.image.case%d.pixel_values", k)) break;
+    if (!verify_tensor(&c, "clip.image.case%d.pixel_values", k))
+      break;
     image_rows(&c, m, text_embeds, K, k);
   }
   free(text_embeds);

@@ -17,7 +17,8 @@
 static int has_prefix(const sd_tensor_store *s, const char *prefix) {
   size_t n = strlen(prefix);
   for (int i = 0; i < s->count; i++)
-    if (strncmp(s->tensors[i].name, prefix, n) == 0) return 1;
+    if (strncmp(s->tensors[i].name, prefix, n) == 0)
+      return 1;
   return 0;
 }
 
@@ -39,7 +40,8 @@ static json_t *load_clip_config(const sd_clip_model *m, const char *dir, int is_
   }
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
-  if (!sd_is_file(path)) return NULL;
+  if (!sd_is_file(path))
+    return NULL;
   json_error_t jerr;
   json_t *cfg = json_load_file(path, 0, &jerr);
   if (!json_is_object(cfg)) {
@@ -68,11 +70,13 @@ static int configure_towers(sd_clip_model *m, json_t *clip_cfg, sd_clip_vision_c
   char *text = json_dumps(clip_cfg, JSON_COMPACT);
   int rc = text ? sd_clip_vision_config_from_json(text, vc, err) : sd_fail(err, "config: cannot serialise");
   free(text);
-  if (rc != 0) return -1;
+  if (rc != 0)
+    return -1;
   /* text_config as a CLIPTextConfig object; transformers' defaults for what it omits (hidden_size too) */
   json_t *t = json_object_get(clip_cfg, "text_config");
   json_t *tcopy = json_is_object(t) ? json_deep_copy(t) : json_object();
-  if (!json_object_get(tcopy, "hidden_size")) json_object_set_new(tcopy, "hidden_size", json_integer(512));
+  if (!json_object_get(tcopy, "hidden_size"))
+    json_object_set_new(tcopy, "hidden_size", json_integer(512));
   text = json_dumps(tcopy, JSON_COMPACT);
   json_decref(tcopy);
   rc = text ? sd_clip_text_config_from_json(text, tc, err) : sd_fail(err, "config: cannot serialise");
@@ -86,7 +90,8 @@ static int configure_preprocess(sd_clip_model *m, json_t *clip_cfg, const char *
     char *text = json_dumps(clip_cfg, JSON_COMPACT);
     int rc = text ? sd_clip_preprocess_from_json(text, &m->preprocess, err) : sd_fail(err, "config: cannot serialise");
     free(text);
-    if (rc != 0) return -1;
+    if (rc != 0)
+      return -1;
     /* a CLIPConfig's own keys: only mean/std (size/crop_size there would be someone else's) */
     m->preprocess.resize_shortest = m->preprocess.crop = m->vision.cfg.image_size;
   }
@@ -120,7 +125,8 @@ static int load_tokenizer(sd_clip_model *m, const char *dir, sd_error *err) {
 int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
   *out = NULL;
   sd_clip_model *m = sd_calloc(1, sizeof *m, err);
-  if (!m) return -1;
+  if (!m)
+    return -1;
   m->path = sd_strdup(path);
   char dir[4096], weights[4200];
   const int is_folder = sd_is_dir(path);
@@ -128,7 +134,8 @@ int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
   if (is_folder) {
     snprintf(dir, sizeof dir, "%s", path);
     snprintf(weights, sizeof weights, "%s/model.safetensors", path);
-    if (!sd_is_file(weights)) snprintf(weights, sizeof weights, "%s/pytorch_model.bin", path);
+    if (!sd_is_file(weights))
+      snprintf(weights, sizeof weights, "%s/pytorch_model.bin", path);
     if (!sd_is_file(weights)) {
       sd_fail(err, "%s: CLIP folder without model.safetensors or pytorch_model.bin", path);
       goto fail;
@@ -140,10 +147,12 @@ int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
     snprintf(weights, sizeof weights, "%s", path);
   }
   m->weights_path = sd_strdup(weights);
-  if (sd_store_open(weights, &m->store, err) != 0) goto fail;
+  if (sd_store_open(weights, &m->store, err) != 0)
+    goto fail;
   if (!has_prefix(m->store, "vision_model.")) {
-    sd_fail(err, "%s: CLIP checkpoint without a vision tower: no 'vision_model.*' tensors (a text-only CLIP cannot "
-                 "score images)",
+    sd_fail(err,
+            "%s: CLIP checkpoint without a vision tower: no 'vision_model.*' tensors (a text-only CLIP cannot "
+            "score images)",
             weights);
     goto fail;
   }
@@ -154,7 +163,8 @@ int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
 
   int cfg_failed;
   clip_cfg = load_clip_config(m, dir, is_folder, &m->config_source, err, &cfg_failed);
-  if (cfg_failed) goto fail;
+  if (cfg_failed)
+    goto fail;
   sd_clip_vision_config vc;
   sd_clip_text_config tc;
   if (configure_towers(m, clip_cfg, &vc, &tc, err) != 0) {
@@ -172,7 +182,8 @@ int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
   /* CLIPModel's own tensors: text_projection [proj, d_text] (no bias) and the scalar logit_scale. */
   sd_weight_binder b = {.view = m->store};
   sd_bind_linear(&b, &m->text_projection, m->projection_dim, tc.hidden, 0, "text_projection");
-  if (sd_bind_finish(&b, "CLIP projections", err) != 0) goto fail;
+  if (sd_bind_finish(&b, "CLIP projections", err) != 0)
+    goto fail;
   sd_tensor *scale = sd_store_find(m->store, "logit_scale");
   const float *scale_value = scale && sd_tensor_numel(scale) == 1 ? sd_tensor_f32(scale, err) : NULL;
   if (!scale_value) {
@@ -182,10 +193,12 @@ int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
   }
   m->logit_scale = scale_value[0];
 
-  if (configure_preprocess(m, clip_cfg, dir, err) != 0 || load_tokenizer(m, dir, err) != 0) goto fail;
+  if (configure_preprocess(m, clip_cfg, dir, err) != 0 || load_tokenizer(m, dir, err) != 0)
+    goto fail;
   m->text_hidden = sd_malloc(sizeof(float) * SD_CLIP_TEXT_TOKENS * (size_t)tc.hidden, err);
   m->pixel_values = sd_malloc(sizeof(float) * 3 * (size_t)vc.image_size * vc.image_size, err);
-  if (!m->text_hidden || !m->pixel_values) goto fail;
+  if (!m->text_hidden || !m->pixel_values)
+    goto fail;
   if (vc.channels != 3) {
     sd_fail(err, "%s: the vision tower takes %d channels; CLIP preprocessing makes RGB", weights, vc.channels);
     goto fail;
@@ -200,7 +213,8 @@ fail:
 }
 
 void sd_clip_model_free(sd_clip_model *m) {
-  if (!m) return;
+  if (!m)
+    return;
   sd_clip_vision_free(&m->vision);
   sd_clip_text_free(&m->text);
   sd_tokenizer_free(m->tokenizer);
@@ -215,10 +229,12 @@ void sd_clip_model_free(sd_clip_model *m) {
 /* ---- encoders --------------------------------------------------------------------------- */
 
 int sd_clip_encode_ids(sd_clip_model *m, const int32_t ids[SD_CLIP_TEXT_TOKENS], float *embed, sd_error *err) {
-  if (sd_clip_text_forward(&m->text, ids, m->text_hidden, err) != 0) return -1;
+  if (sd_clip_text_forward(&m->text, ids, m->text_hidden, err) != 0)
+    return -1;
   int eos = 0; /* first position of the largest id, as torch.argmax */
   for (int t = 1; t < SD_CLIP_TEXT_TOKENS; t++)
-    if (ids[t] > ids[eos]) eos = t;
+    if (ids[t] > ids[eos])
+      eos = t;
   sd_linear_forward(embed, m->text_hidden + (size_t)eos * m->text.cfg.hidden, 1, &m->text_projection);
   return 0;
 }
@@ -227,7 +243,8 @@ int sd_clip_encode_text(sd_clip_model *m, const char *prompt, float *embed, sd_e
   if (!m->tokenizer)
     return sd_fail(err, "%s: no tokenizer (no vocab.json/merges.txt beside the model and none bundled)", m->path);
   int32_t ids[SD_CLIP_TEXT_TOKENS];
-  if (sd_tokenizer_encode(m->tokenizer, prompt, ids, NULL, err) != 0) return -1;
+  if (sd_tokenizer_encode(m->tokenizer, prompt, ids, NULL, err) != 0)
+    return -1;
   return sd_clip_encode_ids(m, ids, embed, err);
 }
 
@@ -241,7 +258,8 @@ int sd_clip_encode_pixels(sd_clip_model *m, const float *pixel_values, float *em
 }
 
 int sd_clip_encode_image_rgb8(sd_clip_model *m, const uint8_t *rgb, int w, int h, float *embed, sd_error *err) {
-  if (sd_clip_preprocess_image(m, rgb, w, h, m->pixel_values, err) != 0) return -1;
+  if (sd_clip_preprocess_image(m, rgb, w, h, m->pixel_values, err) != 0)
+    return -1;
   return sd_clip_encode_pixels(m, m->pixel_values, embed, err);
 }
 
@@ -266,12 +284,16 @@ void sd_clip_logits(const sd_clip_model *m, const float *image_embed, const floa
 
 void sd_clip_zero_shot(const sd_clip_model *m, const float *image_embed, const float *text_embeds, int stride, int k,
                        float *probs) {
-  if (k <= 0) return;
+  if (k <= 0)
+    return;
   sd_clip_logits(m, image_embed, text_embeds, stride, k, probs);
   double mx = probs[0], sum = 0;
-  for (int j = 1; j < k; j++) mx = probs[j] > mx ? probs[j] : mx;
-  for (int j = 0; j < k; j++) sum += exp((double)probs[j] - mx);
-  for (int j = 0; j < k; j++) probs[j] = (float)(exp((double)probs[j] - mx) / sum);
+  for (int j = 1; j < k; j++)
+    mx = probs[j] > mx ? probs[j] : mx;
+  for (int j = 0; j < k; j++)
+    sum += exp((double)probs[j] - mx);
+  for (int j = 0; j < k; j++)
+    probs[j] = (float)(exp((double)probs[j] - mx) / sum);
 }
 
 double sd_clip_score(const float *image_embed, const float *text_embed, int n) {

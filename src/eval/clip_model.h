@@ -2,7 +2,8 @@
  * projections + logit_scale) loaded from one .safetensors file or an HF folder, with CLIP's image
  * preprocessing, text encoding, zero-shot classification and the CLIP score. The detector behind
  * attack-success metrics ("does the generated image show the erased concept?"). Not a training or
- * batching framework: one image or one prompt per call, buffers owned by the caller.
+ * batching framework: one image or one prompt per call, buffers owned by the caller. A model holds
+ * scratch and a tokenizer: one thread at a time per sd_clip_model (the weights could be shared, not yet).
  *
  *   sd_clip_model *clip;
  *   sd_clip_model_load("openai-clip-vit-large-patch14/", &clip, &err);
@@ -28,17 +29,17 @@
 #define SD_CLIP_MAX_PROJ 1280
 
 typedef struct {
-  char *path;                     /* as given: a .safetensors file or an HF folder */
-  char *weights_path;             /* the file the tensors came from */
-  const char *config_source;      /* "config.json", "safetensors metadata" or "inferred from shapes" */
-  sd_tensor_store *store;         /* the checkpoint, HF CLIPModel names; the towers point into it */
-  sd_clip_vision vision;          /* vision_model.* + visual_projection */
-  sd_clip_text text;              /* text_model.* */
-  sd_linear text_projection;      /* [proj, d_text], no bias: text_projection.weight */
-  float logit_scale;              /* logits = exp(logit_scale) · cos; ln(100) in trained openai CLIPs */
-  int projection_dim;             /* embedding width of both towers */
-  sd_clip_preprocess preprocess;  /* from preprocessor_config.json / config.json, openai defaults */
-  sd_tokenizer *tokenizer;        /* the folder's vocab.json + merges.txt, else sdprune's bundled SD-1 one */
+  char *path;                    /* as given: a .safetensors file or an HF folder */
+  char *weights_path;            /* the file the tensors came from */
+  const char *config_source;     /* "config.json", "safetensors metadata" or "inferred from shapes" */
+  sd_tensor_store *store;        /* the checkpoint, HF CLIPModel names; the towers point into it */
+  sd_clip_vision vision;         /* vision_model.* + visual_projection */
+  sd_clip_text text;             /* text_model.* */
+  sd_linear text_projection;     /* [proj, d_text], no bias: text_projection.weight */
+  float logit_scale;             /* logits = exp(logit_scale) · cos; ln(100) in trained openai CLIPs */
+  int projection_dim;            /* embedding width of both towers */
+  sd_clip_preprocess preprocess; /* from preprocessor_config.json / config.json, openai defaults */
+  sd_tokenizer *tokenizer;       /* the folder's vocab.json + merges.txt, else sdprune's bundled SD-1 one */
   char tokenizer_dir[4096];
   float *text_hidden;  /* [77, d_text] scratch */
   float *pixel_values; /* [3, S, S] scratch of encode_image_rgb8 */

@@ -21,7 +21,8 @@ void sd_clip_preprocess_defaults(sd_clip_preprocess *p, int image_size) {
 
 static int read_triple(json_t *o, const char *key, float out[3], int positive, sd_error *err) {
   json_t *a = json_object_get(o, key);
-  if (!a) return 0;
+  if (!a)
+    return 0;
   if (!json_is_array(a) || json_array_size(a) != 3)
     return sd_fail(err, "preprocess config: '%s' must be an array of 3 numbers", key);
   for (int c = 0; c < 3; c++) {
@@ -36,8 +37,10 @@ static int read_triple(json_t *o, const char *key, float out[3], int positive, s
 /* An int, or an object member (e.g. size {"shortest_edge": 224}, crop_size {"height": 224}). */
 static int read_size(json_t *o, const char *key, const char *member, int *out, sd_error *err) {
   json_t *v = json_object_get(o, key);
-  if (!v) return 0;
-  if (json_is_object(v)) v = json_object_get(v, member);
+  if (!v)
+    return 0;
+  if (json_is_object(v))
+    v = json_object_get(v, member);
   if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > 65536)
     return sd_fail(err, "preprocess config: '%s' must be a positive integer or hold \"%s\"", key, member);
   *out = (int)json_integer_value(v);
@@ -47,7 +50,8 @@ static int read_size(json_t *o, const char *key, const char *member, int *out, s
 int sd_clip_preprocess_from_json(const char *text, sd_clip_preprocess *p, sd_error *err) {
   json_error_t jerr;
   json_t *root = json_loads(text, 0, &jerr);
-  if (!root) return sd_fail(err, "preprocess config: invalid JSON at line %d: %s", jerr.line, jerr.text);
+  if (!root)
+    return sd_fail(err, "preprocess config: invalid JSON at line %d: %s", jerr.line, jerr.text);
   int rc = read_triple(root, "image_mean", p->mean, 0, err) || read_triple(root, "image_std", p->std, 1, err) ||
                    read_size(root, "size", "shortest_edge", &p->resize_shortest, err) ||
                    read_size(root, "crop_size", "height", &p->crop, err)
@@ -64,8 +68,10 @@ int sd_clip_preprocess_from_json(const char *text, sd_clip_preprocess *p, sd_err
 /* shortest·long/short in exact integers: truncated (Python's int()) or rounded half to even (round()). */
 static int scaled_side(int shortest, int long_side, int short_side, sd_clip_resize_rule rule) {
   const int64_t num = (int64_t)shortest * long_side, q = num / short_side, r2 = 2 * (num % short_side);
-  if (rule == SD_CLIP_RESIZE_TRUNCATE || r2 < short_side) return (int)q;
-  if (r2 > short_side) return (int)q + 1;
+  if (rule == SD_CLIP_RESIZE_TRUNCATE || r2 < short_side)
+    return (int)q;
+  if (r2 > short_side)
+    return (int)q + 1;
   return (int)(q % 2 == 0 ? q : q + 1);
 }
 
@@ -88,9 +94,12 @@ void sd_clip_resize_size(int w, int h, int shortest, sd_clip_resize_rule rule, i
 /* Keys' cubic convolution kernel with a = -0.5 (PIL's BICUBIC), support 2. */
 static double bicubic(double x) {
   const double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  if (x < 0.0)
+    x = -x;
+  if (x < 1.0)
+    return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0)
+    return (((x - 5) * x + 8) * x - 4) * a;
   return 0.0;
 }
 
@@ -125,8 +134,10 @@ static int axis_init(resample_axis *ax, int in, int out, sd_error *err) {
   for (int xx = 0; xx < out; xx++) {
     const double center = (xx + 0.5) * scale, ss = 1.0 / filterscale;
     int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5); /* PIL truncates */
-    if (xmin < 0) xmin = 0;
-    if (xmax > in) xmax = in;
+    if (xmin < 0)
+      xmin = 0;
+    if (xmax > in)
+      xmax = in;
     const int n = xmax - xmin;
     double sum = 0.0;
     for (int x = 0; x < n; x++) {
@@ -147,7 +158,8 @@ static int axis_init(resample_axis *ax, int in, int out, sd_error *err) {
 
 /* PIL clip8: the rounding constant is added before the sum, then floor(sum / 2^22) clamped to [0, 255]. */
 static inline uint8_t clip8(int64_t acc) {
-  if (acc < 0) return 0;
+  if (acc < 0)
+    return 0;
   acc >>= PIL_PRECISION_BITS;
   return acc > 255 ? 255 : (uint8_t)acc;
 }
@@ -179,7 +191,8 @@ static void resample_vertical(uint8_t *dst, const uint8_t *src, int w, int oh, c
     const int32_t *k = ax->weights + (size_t)yy * ax->ksize;
     for (int x = 0; x < w * 3; x++) {
       int64_t s = 1 << (PIL_PRECISION_BITS - 1);
-      for (int y = 0; y < ax->taps[yy]; y++) s += (int64_t)src[((size_t)(ax->first[yy] + y) * w) * 3 + x] * k[y];
+      for (int y = 0; y < ax->taps[yy]; y++)
+        s += (int64_t)src[((size_t)(ax->first[yy] + y) * w) * 3 + x] * k[y];
       dst[((size_t)yy * w) * 3 + x] = clip8(s);
     }
   }
@@ -198,19 +211,25 @@ int sd_resize_bicubic_rgb8(const uint8_t *src, int w, int h, uint8_t *dst, int o
   uint8_t *tmp = NULL;
   int rc = -1;
   if (horizontal) {
-    if (axis_init(&ax, w, ow, err) != 0) return -1;
+    if (axis_init(&ax, w, ow, err) != 0)
+      return -1;
     tmp = vertical ? sd_malloc((size_t)ow * h * 3, err) : dst;
-    if (tmp) resample_horizontal(tmp, src, w, h, ow, &ax);
+    if (tmp)
+      resample_horizontal(tmp, src, w, h, ow, &ax);
     axis_free(&ax);
-    if (!tmp) return -1;
+    if (!tmp)
+      return -1;
   }
-  if (!vertical) return 0;
-  if (axis_init(&ax, h, oh, err) != 0) goto free_tmp;
+  if (!vertical)
+    return 0;
+  if (axis_init(&ax, h, oh, err) != 0)
+    goto free_tmp;
   resample_vertical(dst, horizontal ? tmp : src, ow, oh, &ax);
   axis_free(&ax);
   rc = 0;
 free_tmp:
-  if (horizontal) free(tmp);
+  if (horizontal)
+    free(tmp);
   return rc;
 }
 
@@ -218,14 +237,16 @@ free_tmp:
 
 static int crop_offset(int size, int crop, sd_clip_crop_rule rule) {
   int margin = size - crop;
-  if (rule == SD_CLIP_CROP_HF || margin % 2 == 0) return margin / 2;
+  if (rule == SD_CLIP_CROP_HF || margin % 2 == 0)
+    return margin / 2;
   int k = margin / 2; /* margin / 2.0 = k + 0.5: Python's round() goes to the even neighbour */
   return k % 2 == 0 ? k : k + 1;
 }
 
 int sd_clip_preprocess_rgb8(const sd_clip_preprocess *p, const uint8_t *rgb, int w, int h, float *pixel_values,
                             sd_error *err) {
-  if (w <= 0 || h <= 0) return sd_fail(err, "CLIP preprocess: image size %dx%d must be positive", w, h);
+  if (w <= 0 || h <= 0)
+    return sd_fail(err, "CLIP preprocess: image size %dx%d must be positive", w, h);
   if (p->resize_shortest < p->crop)
     return sd_fail(err, "CLIP preprocess: shortest side %d after the resize is smaller than the crop %d",
                    p->resize_shortest, p->crop);

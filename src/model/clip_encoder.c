@@ -10,8 +10,8 @@
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
-int sd_clip_encoder_scratch_alloc(sd_clip_encoder_scratch *s, int T, const sd_clip_encoder_dims *dims,
-                                  sd_arena *arena, sd_error *err) {
+int sd_clip_encoder_scratch_alloc(sd_clip_encoder_scratch *s, int T, const sd_clip_encoder_dims *dims, sd_arena *arena,
+                                  sd_error *err) {
   const size_t td = (size_t)T * dims->hidden;
   s->h = sd_arena_floats(arena, td, err);
   s->q = sd_arena_floats(arena, td, err);
@@ -62,7 +62,8 @@ const float *sd_bind_tensor(sd_weight_binder *b, int ndim, const int64_t *shape,
   }
   sd_error e = {{0}};
   const float *p = sd_view_get(b->view, name, ndim, shape, &e);
-  if (!p && b->n_bad++ == 0) b->first_bad = e;
+  if (!p && b->n_bad++ == 0)
+    b->first_bad = e;
   return p;
 }
 
@@ -97,7 +98,8 @@ int sd_bind_finish(const sd_weight_binder *b, const char *part, sd_error *err) {
   if (b->n_missing)
     return sd_fail(err, "%s: %s: %d missing tensor%s: %s%s", b->view->path, part, b->n_missing,
                    b->n_missing > 1 ? "s" : "", b->missing, b->n_bad ? " (and wrong shapes)" : "");
-  if (b->n_bad > 1) return sd_fail(err, "%s (and %d more wrong tensors)", b->first_bad.msg, b->n_bad - 1);
+  if (b->n_bad > 1)
+    return sd_fail(err, "%s (and %d more wrong tensors)", b->first_bad.msg, b->n_bad - 1);
   if (b->n_bad) {
     *err = b->first_bad;
     return -1;

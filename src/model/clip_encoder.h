@@ -34,8 +34,8 @@ typedef struct {
   float *h, *q, *k, *v, *ctx, *mlp;
 } sd_clip_encoder_scratch;
 
-int sd_clip_encoder_scratch_alloc(sd_clip_encoder_scratch *s, int T, const sd_clip_encoder_dims *dims,
-                                  sd_arena *arena, sd_error *err);
+int sd_clip_encoder_scratch_alloc(sd_clip_encoder_scratch *s, int T, const sd_clip_encoder_dims *dims, sd_arena *arena,
+                                  sd_error *err);
 
 /* x [T, d] (the residual stream, updated in place):
  *   x = x + out_proj(attention(LN1(x)))   heads of size d/heads, scale (d/heads)^-0.5

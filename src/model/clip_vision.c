@@ -27,7 +27,8 @@ static void config_defaults(sd_clip_vision_config *cfg) {
 
 static int json_int(json_t *obj, const char *key, int *out, sd_error *err) {
   json_t *v = json_object_get(obj, key);
-  if (!v) return 0;
+  if (!v)
+    return 0;
   if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 30))
     return sd_fail(err, "vision config: '%s' must be a positive integer", key);
   *out = (int)json_integer_value(v);
@@ -48,7 +49,8 @@ static int config_from_object(json_t *o, sd_clip_vision_config *cfg, sd_error *e
     else if (s && strcmp(s, "gelu") == 0)
       cfg->act_quick_gelu = 0;
     else
-      return sd_fail(err, "vision config: hidden_act %s is not supported (quick_gelu or gelu)", s ? s : "(not a string)");
+      return sd_fail(err, "vision config: hidden_act %s is not supported (quick_gelu or gelu)",
+                     s ? s : "(not a string)");
   }
   json_t *eps = json_object_get(o, "layer_norm_eps");
   if (eps) {
@@ -62,7 +64,8 @@ static int config_from_object(json_t *o, sd_clip_vision_config *cfg, sd_error *e
 int sd_clip_vision_config_from_json(const char *text, sd_clip_vision_config *cfg, sd_error *err) {
   json_error_t jerr;
   json_t *root = json_loads(text, 0, &jerr);
-  if (!root) return sd_fail(err, "vision config: invalid JSON at line %d: %s", jerr.line, jerr.text);
+  if (!root)
+    return sd_fail(err, "vision config: invalid JSON at line %d: %s", jerr.line, jerr.text);
   int rc = -1;
   json_t *inner_root = NULL, *o = root;
   /* safetensors __metadata__: {"config": "<json text>", ...} */
@@ -107,9 +110,9 @@ free_root:
 
 int sd_clip_vision_config_infer(sd_tensor_store *view, sd_clip_vision_config *cfg, sd_error *err) {
   config_defaults(cfg);
-  static const char *const needed[] = {
-      "vision_model.embeddings.patch_embedding.weight", "vision_model.embeddings.position_embedding.weight",
-      "vision_model.encoder.layers.0.mlp.fc1.weight", "visual_projection.weight"};
+  static const char *const needed[] = {"vision_model.embeddings.patch_embedding.weight",
+                                       "vision_model.embeddings.position_embedding.weight",
+                                       "vision_model.encoder.layers.0.mlp.fc1.weight", "visual_projection.weight"};
   const sd_tensor *t[4];
   for (int i = 0; i < 4; i++)
     if (!(t[i] = sd_store_find(view, needed[i])))
@@ -132,7 +135,8 @@ int sd_clip_vision_config_infer(sd_tensor_store *view, sd_clip_vision_config *cf
   int layers = 0;
   for (;; layers++) {
     snprintf(name, sizeof name, "vision_model.encoder.layers.%d.self_attn.q_proj.weight", layers);
-    if (!sd_store_find(view, name)) break;
+    if (!sd_store_find(view, name))
+      break;
   }
   cfg->layers = layers;
   if (cfg->hidden == 1280)
@@ -140,8 +144,9 @@ int sd_clip_vision_config_infer(sd_tensor_store *view, sd_clip_vision_config *cf
   else if (cfg->hidden % 64 == 0)
     cfg->heads = cfg->hidden / 64;
   else
-    return sd_fail(err, "%s: cannot infer the attention heads of a %d-wide vision tower (head size 64 assumed): pass a "
-                        "config.json",
+    return sd_fail(err,
+                   "%s: cannot infer the attention heads of a %d-wide vision tower (head size 64 assumed): pass a "
+                   "config.json",
                    view->path, cfg->hidden);
   return 0;
 }
@@ -151,8 +156,9 @@ int sd_clip_vision_config_infer(sd_tensor_store *view, sd_clip_vision_config *cf
 static int check_config(const sd_clip_vision_config *c, sd_error *err) {
   if (c->image_size <= 0 || c->patch_size <= 0 || c->channels <= 0 || c->hidden <= 0 || c->layers <= 0 ||
       c->heads <= 0 || c->intermediate <= 0 || c->projection_dim <= 0 || !(c->ln_eps > 0))
-    return sd_fail(err, "vision config: sizes must be positive (image %d, patch %d, channels %d, hidden %d, layers %d, "
-                        "heads %d, intermediate %d, projection %d)",
+    return sd_fail(err,
+                   "vision config: sizes must be positive (image %d, patch %d, channels %d, hidden %d, layers %d, "
+                   "heads %d, intermediate %d, projection %d)",
                    c->image_size, c->patch_size, c->channels, c->hidden, c->layers, c->heads, c->intermediate,
                    c->projection_dim);
   if (c->hidden % c->heads != 0)
@@ -165,10 +171,12 @@ static int check_config(const sd_clip_vision_config *c, sd_error *err) {
 
 int sd_clip_vision_init(sd_clip_vision *m, const sd_clip_vision_config *cfg, sd_tensor_store *view, sd_error *err) {
   memset(m, 0, sizeof *m);
-  if (check_config(cfg, err) != 0) return -1;
+  if (check_config(cfg, err) != 0)
+    return -1;
   m->cfg = *cfg;
   m->layers = sd_calloc((size_t)cfg->layers, sizeof *m->layers, err);
-  if (!m->layers) return -1;
+  if (!m->layers)
+    return -1;
   const int d = cfg->hidden, p = cfg->patch_size, g = cfg->image_size / p;
   sd_weight_binder b = {.view = view};
   m->patch_embedding.out = d;
@@ -195,7 +203,8 @@ int sd_clip_vision_init(sd_clip_vision *m, const sd_clip_vision_config *cfg, sd_
 }
 
 void sd_clip_vision_free(sd_clip_vision *m) {
-  if (!m) return;
+  if (!m)
+    return;
   free(m->layers);
   sd_arena_free(&m->arena);
   memset(m, 0, sizeof *m);
@@ -222,9 +231,9 @@ int sd_clip_vision_forward(sd_clip_vision *m, const float *pixel_values, float *
   const sd_clip_vision_config *c = &m->cfg;
   const int d = c->hidden, p = c->patch_size, g = c->image_size / p, N = g * g, T = N + 1;
   sd_arena_reset(&m->arena);
-  float *x = sd_arena_floats(&m->arena, (size_t)T * d, err); /* [T, d] residual stream */
+  float *x = sd_arena_floats(&m->arena, (size_t)T * d, err);                           /* [T, d] residual stream */
   float *patches = sd_arena_floats(&m->arena, (size_t)N * m->patch_embedding.in, err); /* [N, C·p·p] */
-  float *cls = sd_arena_floats(&m->arena, (size_t)d, err);                            /* [d] */
+  float *cls = sd_arena_floats(&m->arena, (size_t)d, err);                             /* [d] */
   const sd_clip_encoder_dims dims = {.hidden = d,
                                      .heads = c->heads,
                                      .intermediate = c->intermediate,
@@ -239,7 +248,8 @@ int sd_clip_vision_forward(sd_clip_vision *m, const float *pixel_values, float *
   extract_patches(patches, pixel_values, c->channels, c->image_size, p);
   sd_linear_forward(x + d, patches, N, &m->patch_embedding); /* [N, d] into tokens 1..N */
   memcpy(x, m->class_embedding, sizeof(float) * (size_t)d);
-  for (int64_t i = 0; i < (int64_t)T * d; i++) x[i] += m->position_embedding[i];
+  for (int64_t i = 0; i < (int64_t)T * d; i++)
+    x[i] += m->position_embedding[i];
   sd_layer_norm(x, x, T, d, c->ln_eps, &m->pre_layrnorm);
 
   /* Pre-LN blocks, every token sees every token. */
@@ -249,7 +259,8 @@ int sd_clip_vision_forward(sd_clip_vision *m, const float *pixel_values, float *
 
   /* pooler_output = post_layernorm(last_hidden_state[:, 0]); image_embeds = visual_projection(pooled). */
   sd_layer_norm(cls, x, 1, d, c->ln_eps, &m->post_layernorm);
-  if (pooled) memcpy(pooled, cls, sizeof(float) * (size_t)d);
+  if (pooled)
+    memcpy(pooled, cls, sizeof(float) * (size_t)d);
   sd_linear_forward(image_embeds, cls, 1, &m->visual_projection);
   return 0;
 }
