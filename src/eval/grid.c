@@ -30,6 +30,7 @@ static void free_axis(axis_weights *a) {
   free(a->first);
   free(a->taps);
   free(a->weights);
+  *a = (axis_weights){0};
 }
 
 static int box_axis(int s, int d, axis_weights *a) {

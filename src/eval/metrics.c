@@ -145,8 +145,10 @@ static int push_row(sd_metric_row **rows, int64_t *n, int64_t *cap, sd_metric_ro
   if (*n == *cap) {
     int64_t c = *cap ? 2 * *cap : 16;
     sd_metric_row *grown = realloc(*rows, sizeof *grown * (size_t)c);
-    if (!grown)
-      return sd_fail(err, "metrics: out of memory");
+    if (!grown) {
+      sd_fail(err, "metrics: out of memory");
+      return -1; /* spelled out: callers rely on *out being set whenever this returns 0 */
+    }
     *rows = grown;
     *cap = c;
   }
@@ -331,7 +333,7 @@ static int model_set_rows(const item_groups *gr, const sd_metric_item *items, co
   sd_str_index counterpart = {0};
   char **categories = NULL;
   int64_t n_categories = 0;
-  sd_metric_row *row;
+  sd_metric_row *row = NULL;
   int rc = -1;
   if (!is_empty(sets[s].counterpart)) {
     size_t c_cell = (size_t)m * n_sets + set_index(sets, n_sets, sets[s].counterpart);
