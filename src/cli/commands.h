@@ -15,6 +15,7 @@ int cmd_apply(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_prompts(int argc, char **argv);
 int cmd_reduce(int argc, char **argv);
+int cmd_attack(int argc, char **argv);
 int cmd_import_scores(int argc, char **argv);
 int cmd_grid(int argc, char **argv);
 

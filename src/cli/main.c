@@ -24,6 +24,7 @@ static const command commands[] = {
     {"restore", cmd_restore, "give back the original checkpoint bytes from a pruned one and its restore file"},
     {"prompts", cmd_prompts, "show how a prompt file is read: row count, then one JSON object per row"},
     {"reduce", cmd_reduce, "merge statistics shards (sdprune-mpi RUN/shards) or stats.h5 files into one stats.h5"},
+    {"attack", cmd_attack, "attack evaluation of a job: images, CLIP detector, re-activation, metrics.h5 (resumable)"},
     {"import-scores", cmd_import_scores, "judge an attack run by a detector's scores CSV and a rule; recompute metrics"},
     {"grid", cmd_grid, "contact sheets of an attack run, one PNG per model x set, framed by attack success"},
 };

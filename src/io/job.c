@@ -64,6 +64,28 @@ typedef struct {
   double *wanda_select_ratio;
 } y_mask;
 typedef struct {
+  char *name, *path, *unet, *text_encoder, *mask;
+} y_attack_model;
+typedef struct {
+  char *name, *file, *template_str, *counterpart;
+} y_attack_set;
+typedef struct {
+  char *clip;
+  char **concept;
+  unsigned concept_count;
+  char **neutral;
+  unsigned neutral_count;
+  double *threshold;
+} y_detector;
+typedef struct {
+  y_attack_model *models;
+  unsigned models_count;
+  y_attack_set *sets;
+  unsigned sets_count;
+  y_detector *detector;
+  char *reference, *reactivation_mask;
+} y_attack;
+typedef struct {
   char *description;
   y_model *model;
   y_set *sets;
@@ -72,6 +94,7 @@ typedef struct {
   y_sampler *sampler;
   y_stats *stats;
   y_mask *mask;
+  y_attack *attack;
   char *out;
   int *threads;
 } y_job;
@@ -119,6 +142,29 @@ static const cyaml_schema_field_t mask_fields[] = {
     CYAML_FIELD_INT_PTR("wanda_tau", OPT, y_mask, wanda_tau),
     CYAML_FIELD_FLOAT_PTR("wanda_select_ratio", OPT, y_mask, wanda_select_ratio),
     CYAML_FIELD_END};
+static const cyaml_schema_field_t attack_model_fields[] = {
+    STR("name", y_attack_model, name),         STR("path", y_attack_model, path),
+    STR("unet", y_attack_model, unet),         STR("text_encoder", y_attack_model, text_encoder),
+    STR("mask", y_attack_model, mask),         CYAML_FIELD_END};
+static const cyaml_schema_value_t attack_model_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, y_attack_model, attack_model_fields)};
+static const cyaml_schema_field_t attack_set_fields[] = {
+    STR("name", y_attack_set, name), STR("file", y_attack_set, file), STR("template", y_attack_set, template_str),
+    STR("counterpart", y_attack_set, counterpart), CYAML_FIELD_END};
+static const cyaml_schema_value_t attack_set_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, y_attack_set, attack_set_fields)};
+static const cyaml_schema_field_t detector_fields[] = {
+    STR("clip", y_detector, clip),
+    CYAML_FIELD_SEQUENCE("concept", OPT, y_detector, concept, &name_entry, 1, JOB_MAX_SETS),
+    CYAML_FIELD_SEQUENCE("neutral", OPT, y_detector, neutral, &name_entry, 1, JOB_MAX_SETS),
+    CYAML_FIELD_FLOAT_PTR("threshold", OPT, y_detector, threshold), CYAML_FIELD_END};
+static const cyaml_schema_field_t attack_fields[] = {
+    CYAML_FIELD_SEQUENCE("models", OPT, y_attack, models, &attack_model_entry, 1, JOB_MAX_SETS),
+    CYAML_FIELD_SEQUENCE("sets", OPT, y_attack, sets, &attack_set_entry, 1, JOB_MAX_SETS),
+    CYAML_FIELD_MAPPING_PTR("detector", OPT, y_attack, detector, detector_fields),
+    STR("reference", y_attack, reference),
+    STR("reactivation_mask", y_attack, reactivation_mask),
+    CYAML_FIELD_END};
 static const cyaml_schema_field_t job_fields[] = {
     STR("description", y_job, description),
     CYAML_FIELD_MAPPING_PTR("model", OPT, y_job, model, model_fields),
@@ -127,6 +173,7 @@ static const cyaml_schema_field_t job_fields[] = {
     CYAML_FIELD_MAPPING_PTR("sampler", OPT, y_job, sampler, sampler_fields),
     CYAML_FIELD_MAPPING_PTR("stats", OPT, y_job, stats, stats_fields),
     CYAML_FIELD_MAPPING_PTR("mask", OPT, y_job, mask, mask_fields),
+    CYAML_FIELD_MAPPING_PTR("attack", OPT, y_job, attack, attack_fields),
     STR("out", y_job, out),
     CYAML_FIELD_INT_PTR("threads", OPT, y_job, threads),
     CYAML_FIELD_END};
@@ -216,6 +263,20 @@ static int resolve_paths(y_job *y, const char *dir, sd_error *err) {
   }
   for (unsigned i = 0; i < y->sets_count; i++)
     rc |= join_dir(&y->sets[i].file, dir);
+  if (y->attack) {
+    y_attack *a = y->attack;
+    for (unsigned i = 0; i < a->models_count; i++) {
+      y_attack_model *m = &a->models[i];
+      rc |= join_dir(&m->path, dir) | join_dir(&m->unet, dir) | join_dir(&m->text_encoder, dir);
+      if (m->mask && strcmp(m->mask, "run"))
+        rc |= join_dir(&m->mask, dir);
+    }
+    for (unsigned i = 0; i < a->sets_count; i++)
+      rc |= join_dir(&a->sets[i].file, dir);
+    if (a->detector)
+      rc |= join_dir(&a->detector->clip, dir);
+    rc |= join_dir(&a->reference, dir) | join_dir(&a->reactivation_mask, dir);
+  }
   return rc ? sd_fail(err, "out of memory") : 0;
 }
 
@@ -448,6 +509,8 @@ static int convert_model(const checker *c, const y_model *m, sd_job *j) {
 }
 
 static int convert_sets(const checker *c, const y_job *y, sd_job *j) {
+  if ((!y->sets || !y->sets_count) && y->attack)
+    return 0; /* an attack-only job */
   if (!y->sets || !y->sets_count)
     return bad(c, "sets", "key 'sets': required key missing");
   if (!(j->sets = sd_calloc(y->sets_count, sizeof *j->sets, c->err)))
@@ -633,10 +696,118 @@ static int convert_mask(const checker *c, const y_mask *m, sd_job *j) {
   return 0;
 }
 
+/* Model names become folder names under OUT/images and labels in metrics.h5: the set-name alphabet and '+'. */
+static int valid_model_name(const char *name) {
+  if (!name[0] || name[0] == '.' || strlen(name) > 64)
+    return 0;
+  return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-") == strlen(name);
+}
+
+static int copy_labels(const checker *c, char **src, unsigned n, char ***dst, int *n_dst) {
+  if (!n)
+    return 0;
+  if (!(*dst = sd_calloc(n, sizeof **dst, c->err)))
+    return -1;
+  *n_dst = (int)n;
+  for (unsigned i = 0; i < n; i++)
+    if (copy_str(c, &(*dst)[i], src[i]))
+      return -1;
+  return 0;
+}
+
+static int convert_attack_models(const checker *c, const y_attack *a, sd_job *j) {
+  if (!a->models_count)
+    return bad(c, "attack", "key 'attack.models': required key missing (the models to attack)");
+  if (!(j->attack_models = sd_calloc(a->models_count, sizeof *j->attack_models, c->err)))
+    return -1;
+  j->n_attack_models = (int)a->models_count;
+  for (int i = 0; i < j->n_attack_models; i++) {
+    const y_attack_model *m = &a->models[i];
+    char p[64], pk[80];
+    snprintf(p, sizeof p, "attack.models[%d]", i);
+    snprintf(pk, sizeof pk, "%s.name", p);
+    if (!m->name)
+      return bad(c, p, "key '%s': required key missing", pk);
+    if (!valid_model_name(m->name))
+      return bad(c, pk, "%s: '%.60s' must be 1-64 characters of A-Z a-z 0-9 _ . + - and not start with '.'", pk,
+                 m->name);
+    for (int k = 0; k < i; k++)
+      if (!strcmp(j->attack_models[k].name, m->name))
+        return bad(c, pk, "%s: '%s' is used twice (also attack.models[%d])", pk, m->name, k);
+    sd_job_attack_model *d = &j->attack_models[i];
+    if (copy_str(c, &d->name, m->name) || copy_str(c, &d->path, m->path) || copy_str(c, &d->unet, m->unet) ||
+        copy_str(c, &d->text_encoder, m->text_encoder) || copy_str(c, &d->mask, m->mask))
+      return -1;
+  }
+  return 0;
+}
+
+static int convert_attack_sets(const checker *c, const y_attack *a, sd_job *j) {
+  if (!a->sets_count)
+    return bad(c, "attack", "key 'attack.sets': required key missing (the attack prompt sets)");
+  if (!(j->attack_sets = sd_calloc(a->sets_count, sizeof *j->attack_sets, c->err)))
+    return -1;
+  j->n_attack_sets = (int)a->sets_count;
+  for (int i = 0; i < j->n_attack_sets; i++) {
+    const y_attack_set *s = &a->sets[i];
+    char p[64], pk[80];
+    snprintf(p, sizeof p, "attack.sets[%d]", i);
+    snprintf(pk, sizeof pk, "%s.name", p);
+    if (!s->name)
+      return bad(c, p, "key '%s': required key missing", pk);
+    if (!valid_set_name(s->name))
+      return bad(c, pk, "%s: '%.60s' must be 1-64 characters of A-Z a-z 0-9 _ . - and not start with '.'", pk,
+                 s->name);
+    for (int k = 0; k < i; k++)
+      if (!strcmp(j->attack_sets[k].name, s->name))
+        return bad(c, pk, "%s: '%s' is used twice (also attack.sets[%d])", pk, s->name, k);
+    if (!s->file || !s->file[0])
+      return bad(c, p, "key '%s.file': required key missing", p);
+    sd_job_attack_set *d = &j->attack_sets[i];
+    if (copy_str(c, &d->name, s->name) || copy_str(c, &d->file, s->file) ||
+        copy_str(c, &d->template_str, s->template_str) || copy_str(c, &d->counterpart, s->counterpart))
+      return -1;
+  }
+  for (int i = 0; i < j->n_attack_sets; i++) { /* counterparts name another set of the list */
+    const char *cp = j->attack_sets[i].counterpart;
+    if (!cp)
+      continue;
+    char pk[80];
+    snprintf(pk, sizeof pk, "attack.sets[%d].counterpart", i);
+    int found = 0;
+    for (int k = 0; k < j->n_attack_sets && !found; k++)
+      found = k != i && !strcmp(j->attack_sets[k].name, cp);
+    if (!found)
+      return bad(c, pk, "%s: no other attack set named '%.60s'", pk, cp);
+  }
+  return 0;
+}
+
+static int convert_attack(const checker *c, const y_attack *a, sd_job *j) {
+  j->threshold = 0.5;
+  if (!a)
+    return 0;
+  if (convert_attack_models(c, a, j) || convert_attack_sets(c, a, j) ||
+      copy_str(c, &j->reference_stats, a->reference) || copy_str(c, &j->reactivation_mask, a->reactivation_mask))
+    return -1;
+  const y_detector *d = a->detector;
+  if (!d)
+    return 0;
+  if (!d->clip || !d->clip[0])
+    return bad(c, "attack.detector", "key 'attack.detector.clip': required key missing (a CLIPModel checkpoint)");
+  if (!d->concept_count)
+    return bad(c, "attack.detector", "key 'attack.detector.concept': required key missing (the concept's labels)");
+  if (!d->neutral_count)
+    return bad(c, "attack.detector", "key 'attack.detector.neutral': required key missing (neutral labels)");
+  return copy_str(c, &j->clip, d->clip) || copy_labels(c, d->concept, d->concept_count, &j->concept_labels, &j->n_concept) ||
+         copy_labels(c, d->neutral, d->neutral_count, &j->neutral_labels, &j->n_neutral) ||
+         number_in(c, "attack.detector.threshold", d->threshold, 0, 0, 1, 1, &j->threshold);
+}
+
 static int convert(const checker *c, const y_job *y, sd_job *j) {
   if (copy_str(c, &j->description, y->description) || convert_model(c, y->model, j) || convert_sets(c, y, j) ||
       convert_seeds(c, y->seeds, j) || convert_sampler(c, y->sampler, j) || convert_stats(c, y->stats, j) ||
-      convert_mask(c, y->mask, j))
+      convert_mask(c, y->mask, j) || convert_attack(c, y->attack, j))
     return -1;
   if (!y->out || !y->out[0])
     return bad(c, "out", "key 'out': required key missing (the output folder)");
@@ -654,7 +825,8 @@ static int convert(const checker *c, const y_job *y, sd_job *j) {
 static void free_fields(sd_job *j) {
   char **owned[] = {&j->path,        &j->description, &j->model,      &j->unet,    &j->text_encoder,
                    &j->config,      &j->tokenizer,   &j->prediction, &j->sampler, &j->hooks,
-                   &j->mask_method, &j->branch,      &j->scope,      &j->out};
+                   &j->mask_method, &j->branch,      &j->scope,      &j->out,
+                   &j->clip,        &j->reference_stats, &j->reactivation_mask};
   for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
     free(*owned[i]);
   for (int i = 0; i < j->n_sets; i++) {
@@ -668,6 +840,22 @@ static void free_fields(sd_job *j) {
     free(j->adversarial[i]);
   free(j->adversarial);
   free(j->seeds);
+  for (int i = 0; i < j->n_attack_models; i++) {
+    sd_job_attack_model *m = &j->attack_models[i];
+    free(m->name), free(m->path), free(m->unet), free(m->text_encoder), free(m->mask);
+  }
+  free(j->attack_models);
+  for (int i = 0; i < j->n_attack_sets; i++) {
+    sd_job_attack_set *a = &j->attack_sets[i];
+    free(a->name), free(a->file), free(a->template_str), free(a->counterpart);
+  }
+  free(j->attack_sets);
+  for (int i = 0; i < j->n_concept; i++)
+    free(j->concept_labels[i]);
+  free(j->concept_labels);
+  for (int i = 0; i < j->n_neutral; i++)
+    free(j->neutral_labels[i]);
+  free(j->neutral_labels);
 }
 
 /* The job from its file and every override so far, validated; *out untouched on error. */

@@ -19,6 +19,20 @@ typedef struct {
   char *template_str; /* NULL: the file's prompt column */
 } sd_job_set;
 
+/* attack.models[]: a model to attack, the job's model (or its own path) with optional part overrides and a
+ * mask applied in memory ("run": the run's OUT/mask.h5). */
+typedef struct {
+  char *name; /* [A-Za-z0-9_.+-], e.g. "sd14+esd+mask" */
+  char *path, *unet, *text_encoder; /* path: NULL = the job's model.path; unet/text_encoder: NULL = none */
+  char *mask; /* NULL, "run" or a mask.h5 path */
+} sd_job_attack_model;
+
+/* attack.sets[]: an attack prompt set (a CSV of the literature as published, or .txt). */
+typedef struct {
+  char *name, *file, *template_str;
+  char *counterpart; /* the attack set holding the same prompts unattacked, or NULL */
+} sd_job_attack_set;
+
 struct sd_job_source;
 
 typedef struct {
@@ -53,6 +67,19 @@ typedef struct {
   int with_wanda;
   double wanda_ratio, wanda_select_ratio; /* with_wanda: the wanda parameters (0.01, 0) */
   int wanda_tau;                          /* with_wanda (10) */
+ /* attack evaluation (attack section; n_attack_models == 0: none) */
+  sd_job_attack_model *attack_models;
+  int n_attack_models;
+  sd_job_attack_set *attack_sets;
+  int n_attack_sets;
+  char *clip;                   /* detector.clip: CLIPModel folder or .safetensors; NULL: no detector */
+  char **concept_labels;        /* detector.concept: the concept's label prompts */
+  int n_concept;
+  char **neutral_labels;        /* detector.neutral */
+  int n_neutral;
+  double threshold;             /* detector.threshold (0.5): success when P(concept) exceeds it */
+  char *reference_stats;        /* attack.reference: stats.h5 of the original model; NULL: OUT/stats.h5 */
+  char *reactivation_mask;      /* attack.reactivation_mask: the neurons watched; NULL: OUT/mask.h5 */
   /* output */
   char *out;                    /* output folder */
   int threads;                  /* 0: from SLURM_CPUS_PER_TASK etc. */
