@@ -18,7 +18,8 @@ void sdm_usage(FILE *out) {
   fprintf(out, "usage: mpirun -np N sdprune-mpi stats [JOB.yaml] [options] --out DIR\n"
                "       mpirun -np N sdprune-mpi run JOB.yaml [options] [--out DIR]\n"
                "       mpirun -np N sdprune-mpi mask JOB.yaml [--out DIR] [--set K=V ...]\n"
-               "       sdprune-mpi reduce DIR [--out FILE.h5]\n\n"
+               "       sdprune-mpi reduce DIR [--out FILE.h5]\n"
+               "       mpirun -np N sdprune-mpi attack JOB.yaml [--out DIR] [--set K=V ...]\n\n"
                "Statistics of `sdprune stats` over MPI ranks: every rank plans the same items (set, row, seed) and\n"
                "takes the next pending one from a shared counter (one-sided MPI at rank 0), so fast ranks do more.\n"
                "Each rank keeps its items and totals in DIR/shards/rank-NNNNN.h5 (the stats.h5 format), rewritten\n"
@@ -30,7 +31,11 @@ void sdm_usage(FILE *out) {
                "DIR/mask.h5 and the pruned checkpoint DIR/pruned.safetensors (DIR/pruned/ for a diffusers folder,\n"
                "DIR/pruned.<ext> in the input's format otherwise) with its restore file DIR/pruned.restore.h5;\n"
                "these are derived and a rerun replaces them. `mask JOB` = those two stages alone, from DIR/stats.h5.\n"
-               "`reduce DIR` merges DIR's shards again without computing anything (like `sdprune reduce`).\n\n"
+               "`reduce DIR` merges DIR's shards again without computing anything (like `sdprune reduce`).\n"
+               "`attack JOB` = the attack evaluation of the job's attack section (as `sdprune attack`, see its --help):\n"
+               "items model x set x row x seed from the same shared counter, results in DIR/attack/shards/, images\n"
+               "in DIR/images/, then rank 0 writes DIR/metrics.h5 and DIR/summary.md. Resumes like stats; its\n"
+               "settings come from the job file and --set only.\n\n"
                "  JOB.yaml               job file (io/job.h); options given here win over its settings\n"
                "  --set SECTION.KEY=V    override one key of the job file (e.g. sampler.steps=20)\n"
                "  --target FILE / --anchor FILE / --adversarial NAME=FILE / --template T\n"
@@ -166,8 +171,12 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
   }
   o->command = argv[1];
   if (strcmp(o->command, "stats") && strcmp(o->command, "run") && strcmp(o->command, "reduce") &&
-      strcmp(o->command, "mask")) {
-    fprintf(stderr, CMD ": unknown command '%s' (stats, run, mask, reduce; see --help)\n", o->command);
+      strcmp(o->command, "mask") && strcmp(o->command, "attack")) {
+    fprintf(stderr, CMD ": unknown command '%s' (stats, run, mask, reduce, attack; see --help)\n", o->command);
+    return 2;
+  }
+  if (!strcmp(o->command, "attack") && (argc < 3 || argv[2][0] == '-' || sd_is_dir(argv[2]))) {
+    fprintf(stderr, CMD " attack: name the job file (its attack section lists the models, sets and detector)\n");
     return 2;
   }
   if (!strcmp(o->command, "mask") && (argc < 3 || argv[2][0] == '-' || sd_is_dir(argv[2]))) {
@@ -339,7 +348,8 @@ int sdm_parse(sdm_options *o, int argc, char **argv) {
     fprintf(stderr, CMD ": --backend must be engine or fake, got '%s'\n", o->backend);
     return 2;
   }
-  if (!o->out || o->n_sets == 0 || (!strcmp(o->backend, "engine") && !o->common.model.path)) {
+  int attack = !strcmp(o->command, "attack");
+  if (!o->out || (o->n_sets == 0 && !attack) || (!strcmp(o->backend, "engine") && !o->common.model.path)) {
     fprintf(stderr, CMD ": --out, at least one prompt set and (engine backend) --model are required, from the job "
                         "file or the command line (see --help)\n");
     return 2;

@@ -18,43 +18,14 @@
 #include "core/files.h"
 #include "core/provenance.h"
 #include "mpi/backend.h"
+#include "mpi/driver.h"
 #include "mpi/options.h"
+#include "mpi/stage_attack.h"
 #include "mpi/stage_mask.h"
 #include "stats/stats_io.h"
 #include "stats/stats_shards.h"
 
-static int g_rank = 0, g_size = 1;
-static char g_host[MPI_MAX_PROCESSOR_NAME] = "?";
 static char g_crash_msg[1024] = ""; /* what a crashing rank says: prepared before each item */
-
-/* Every MPI call goes through MPI_CHECK: on failure it prints the library's own message, with rank, host,
- * call, file and line, and aborts the job (a return would leave the other ranks waiting forever). */
-#define MPI_CHECK(call)                                                                                                \
-  do {                                                                                                                 \
-    int mpi_rc_ = (call);                                                                                              \
-    if (mpi_rc_ != MPI_SUCCESS) {                                                                                      \
-      char mpi_msg_[MPI_MAX_ERROR_STRING];                                                                             \
-      int mpi_len_ = 0;                                                                                                \
-      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                                                  \
-      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s failed (%s:%d): %s\n", g_rank, g_host, #call, __FILE__,          \
-              __LINE__, mpi_msg_);                                                                                     \
-      MPI_Abort(MPI_COMM_WORLD, 1);                                                                                    \
-    }                                                                                                                  \
-  } while (0)
-
-/* A rank that cannot go on (a shard it cannot write): named with its host, then the whole job stops. */
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "sdprune-mpi: rank %d on %s: ", g_rank, g_host);
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, 1);
-  exit(1); /* not reached */
-}
 
 static volatile sig_atomic_t stop_signal = 0;
 static void on_stop(int sig) {
@@ -70,13 +41,6 @@ static void on_crash(int sig) {
   raise(sig);
 }
 
-/* Collective: 1 on every rank if any rank passes a non-zero failed. */
-static int any(int failed) {
-  int out = 0;
-  MPI_CHECK(MPI_Allreduce(&failed, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-  return out;
-}
-
 static void marker_path(const char *dir, int rank, char *out, size_t n) {
   snprintf(out, n, "%s/shards/rank-%05d.current", dir, rank);
 }
@@ -85,12 +49,12 @@ static void marker_path(const char *dir, int rank, char *out, size_t n) {
  * itself; the next run names it. */
 static void write_marker(const char *dir, const sd_stats *s, int64_t i) {
   char path[4300];
-  marker_path(dir, g_rank, path, sizeof path);
+  marker_path(dir, sdm_rank, path, sizeof path);
   FILE *f = fopen(path, "w");
   if (!f)
     return;
   const sd_stats_item *it = &s->items[i];
-  fprintf(f, "rank %d (host %s, pid %ld) was working on item %lld (set %s, row %d, seed %llu)\n", g_rank, g_host,
+  fprintf(f, "rank %d (host %s, pid %ld) was working on item %lld (set %s, row %d, seed %llu)\n", sdm_rank, sdm_host,
           (long)getpid(), (long long)i, s->sets[it->set].name, it->row, (unsigned long long)it->seed);
   fclose(f);
 }
@@ -100,7 +64,7 @@ static void report_stale_markers(const char *dir) {
   for (int r = 0; r < 1000000; r++) {
     marker_path(dir, r, path, sizeof path);
     if (!sd_is_file(path)) {
-      if (r >= g_size + 1024)
+      if (r >= sdm_size + 1024)
         break; /* markers of far higher ranks are unlikely: stop scanning */
       continue;
     }
@@ -113,68 +77,6 @@ static void report_stale_markers(const char *dir) {
       fclose(f);
     unlink(path);
   }
-}
-
-/* Window at rank 0: [0] the next position in the pending list, then per rank [1 + 2r] items done and
- * [2 + 2r] items failed (for the progress lines). */
-typedef struct {
-  MPI_Win win;
-  int64_t *base;
-} counter;
-
-static int64_t take_next(counter *c) {
-  int64_t one = 1, k = 0;
-  MPI_CHECK(MPI_Fetch_and_op(&one, &k, MPI_INT64_T, 0, 0, MPI_SUM, c->win));
-  MPI_CHECK(MPI_Win_flush(0, c->win));
-  return k;
-}
-
-static void count_item(counter *c, int failed) {
-  int64_t one = 1, old = 0;
-  MPI_CHECK(MPI_Fetch_and_op(&one, &old, MPI_INT64_T, 0, (MPI_Aint)(1 + 2 * g_rank + failed), MPI_SUM, c->win));
-  MPI_CHECK(MPI_Win_flush(0, c->win));
-}
-
-static void read_counts(counter *c, int64_t *out) {
-  int n = 1 + 2 * g_size;
-  MPI_CHECK(MPI_Get_accumulate(NULL, 0, MPI_INT64_T, out, n, MPI_INT64_T, 0, 0, n, MPI_INT64_T, MPI_NO_OP, c->win));
-  MPI_CHECK(MPI_Win_flush(0, c->win));
-}
-
-typedef struct {
-  int quiet, tty;
-  double t_start, last_print, every;
-  int64_t todo;
-  int64_t *counts;
-  int printed;
-} progress;
-
-static void print_progress(progress *p, counter *c, int final) {
-  if (p->quiet || g_rank != 0)
-    return;
-  double now = sd_now();
-  if (!final && now - p->last_print < (p->tty ? 0.2 : p->every))
-    return;
-  p->last_print = now;
-  read_counts(c, p->counts);
-  int64_t done = 0, failed = 0;
-  for (int r = 0; r < g_size; r++) {
-    done += p->counts[1 + 2 * r];
-    failed += p->counts[2 + 2 * r];
-  }
-  double el = now - p->t_start, rate = (done + failed) / (el > 0 ? el : 1e-9);
-  double eta = (p->todo - done - failed) / (rate > 0 ? rate : 1e-9);
-  char ranks[400] = "";
-  size_t len = 0;
-  for (int r = 0; r < g_size && len < sizeof ranks - 24; r++)
-    len += (size_t)snprintf(ranks + len, sizeof ranks - len, "%s%lld", r ? " " : "",
-                            (long long)(p->counts[1 + 2 * r] + p->counts[2 + 2 * r]));
-  if (len >= sizeof ranks - 24)
-    snprintf(ranks + len, sizeof ranks - len, " ...");
-  fprintf(stderr, "%sitems %lld/%lld (%lld failed)  %.3f items/s  elapsed %.0fs  ETA %.0fs  per rank: %s%s",
-          p->tty ? "\r" : "", (long long)(done + failed), (long long)p->todo, (long long)failed, rate, el, eta, ranks,
-          p->tty && !final ? "   " : "\n");
-  p->printed = p->tty && !final;
 }
 
 /* Rank 0 at the start: every existing shard's items table checked against the plan (another model or
@@ -243,16 +145,16 @@ static void reduce_totals(sd_stats *s) {
     for (int l = 0; l < s->n_layers; l++) {
       sd_stats_acc *a = &s->sets[k].layers[l];
       int steps = s->n_steps * SD_STATS_BRANCHES, cells = steps * s->layers[l].width;
-      void *in_count = g_rank == 0 ? MPI_IN_PLACE : a->count;
+      void *in_count = sdm_rank == 0 ? MPI_IN_PLACE : a->count;
       MPI_CHECK(MPI_Reduce(in_count, a->count, steps, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
       for (int q = 0; q < SD_STATS_NQ; q++)
         MPI_CHECK(
-            MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : a->q[q], a->q[q], cells, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
-      MPI_CHECK(MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : a->max, a->max, cells, MPI_FLOAT, MPI_MAX, 0, MPI_COMM_WORLD));
+            MPI_Reduce(sdm_rank == 0 ? MPI_IN_PLACE : a->q[q], a->q[q], cells, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
+      MPI_CHECK(MPI_Reduce(sdm_rank == 0 ? MPI_IN_PLACE : a->max, a->max, cells, MPI_FLOAT, MPI_MAX, 0, MPI_COMM_WORLD));
     }
     int64_t d = s->sets[k].items_done;
-    MPI_CHECK(MPI_Reduce(g_rank == 0 ? MPI_IN_PLACE : &d, &d, 1, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
-    if (g_rank == 0)
+    MPI_CHECK(MPI_Reduce(sdm_rank == 0 ? MPI_IN_PLACE : &d, &d, 1, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
+    if (sdm_rank == 0)
       s->sets[k].items_done = d;
   }
 }
@@ -269,7 +171,7 @@ static int finish_reduce(const char *dir, sd_stats *s, int max_report, sd_shards
   if (!sh)
     goto done;
   for (; got < n; got++)
-    if (sd_stats_read(paths[got], &sh[got], ranks[got] >= g_size, err) != 0)
+    if (sd_stats_read(paths[got], &sh[got], ranks[got] >= sdm_size, err) != 0)
       goto done;
   int incomplete = sd_shards_check(s, sh, (const char *const *)paths, n, stderr, max_report, r);
   if (r->duplicate || r->foreign) {
@@ -278,7 +180,7 @@ static int finish_reduce(const char *dir, sd_stats *s, int max_report, sd_shards
     goto done;
   }
   for (int f = 0; f < n; f++) {
-    if (ranks[f] >= g_size) {
+    if (ranks[f] >= sdm_size) {
       if (sd_stats_merge(s, &sh[f], paths[f], err) != 0)
         goto done;
       continue;
@@ -334,7 +236,7 @@ static long long shard_bytes(const char *dir) {
 /* sdprune-mpi reduce DIR: rank 0 merges the shards from disk (as `sdprune reduce`). */
 static int cmd_reduce_dir(const sdm_options *o) {
   int status = 0;
-  if (g_rank == 0) {
+  if (sdm_rank == 0) {
     char **paths = NULL, out[4300];
     int *ranks = NULL, n = 0;
     sd_error err;
@@ -395,32 +297,32 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
    * the others then map (one copy in the page cache). */
   MPI_Comm node;
   int local = 0;
-  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node));
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, sdm_rank, MPI_INFO_NULL, &node));
   MPI_CHECK(MPI_Comm_rank(node, &local));
   for (int turn = 0; turn < 2; turn++) {
     if ((local == 0) == (turn == 0) && be->open(o, &ctx, &err) != 0) {
-      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", g_rank, g_host, err.msg);
+      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", sdm_rank, sdm_host, err.msg);
       failed = 1;
     }
     MPI_CHECK(MPI_Barrier(node));
   }
   MPI_CHECK(MPI_Comm_free(&node));
-  if (any(failed))
+  if (sdm_any(failed))
     goto fail_quiet;
 
   int truncated = 0;
   if (be->plan(ctx, o, &s, &truncated, &err) != 0 || fill_provenance(&s, o->per_item, argc, argv, &err) != 0 ||
       sd_stats_alloc_totals(&s, &err) != 0) {
-    fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", g_rank, g_host, err.msg);
+    fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", sdm_rank, sdm_host, err.msg);
     failed = 1;
   }
-  if (any(failed))
+  if (sdm_any(failed))
     goto fail_quiet;
   {
     int64_t n[2] = {s.n_items, -s.n_items}, m[2];
     MPI_CHECK(MPI_Allreduce(n, m, 2, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
     if (m[0] != -m[1]) {
-      if (g_rank == 0)
+      if (sdm_rank == 0)
         fprintf(stderr,
                 "sdprune-mpi: the ranks planned different item counts (%lld to %lld): do all ranks see the "
                 "same prompt files?\n",
@@ -428,17 +330,17 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
       goto fail_quiet;
     }
   }
-  if (truncated && g_rank == 0)
+  if (truncated && sdm_rank == 0)
     fprintf(stderr, "sdprune-mpi: warning: %d prompt%s longer than 77 CLIP tokens, truncated as CLIP does\n", truncated,
             truncated == 1 ? " is" : "s are");
 
   /* Resume: rank 0 scans the shards of earlier runs; all ranks get the done mask. */
   unsigned char *done = sd_calloc((size_t)(s.n_items ? s.n_items : 1), 1, &err);
   if (!done)
-    die("%s", err.msg);
+    sdm_die("%s", err.msg);
   int64_t already = 0;
   int n_old = 0;
-  if (g_rank == 0) {
+  if (sdm_rank == 0) {
     char shards[4300];
     snprintf(shards, sizeof shards, "%s/shards", dir);
     if (sd_is_file(dir))
@@ -452,47 +354,41 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     if (failed)
       fprintf(stderr, "sdprune-mpi: %s\n", err.msg);
   }
-  if (any(failed))
+  if (sdm_any(failed))
     goto fail_quiet;
   MPI_CHECK(MPI_Bcast(done, (int)s.n_items, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD));
   MPI_CHECK(MPI_Bcast(&already, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
 
   /* A rank continues its own shard: its done items and totals come back into s. */
   char shard[4300];
-  sd_shard_path(dir, g_rank, shard, sizeof shard);
+  sd_shard_path(dir, sdm_rank, shard, sizeof shard);
   if (sd_is_file(shard)) {
     sd_stats old;
     if (sd_stats_read(shard, &old, 1, &err) != 0 || sd_stats_merge(&s, &old, shard, &err) != 0) {
-      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", g_rank, g_host, err.msg);
+      fprintf(stderr, "sdprune-mpi: rank %d on %s: %s\n", sdm_rank, sdm_host, err.msg);
       failed = 1;
     } else
       sd_stats_free(&old);
   }
-  if (any(failed))
+  if (sdm_any(failed))
     goto fail_quiet;
 
   int64_t n_pending = 0;
   int64_t *pending = sd_calloc((size_t)(s.n_items ? s.n_items : 1), sizeof *pending, &err);
   if (!pending)
-    die("%s", err.msg);
+    sdm_die("%s", err.msg);
   for (int64_t i = 0; i < s.n_items; i++)
     if (!done[i])
       pending[n_pending++] = i;
-  if (g_rank == 0 && !o->quiet)
+  if (sdm_rank == 0 && !o->quiet)
     fprintf(stderr,
             "sdprune-mpi: %lld items (%lld already done in %d shards), %d sets, %d layers, %s %d steps "
             "(recording %d evaluations), %d ranks x %d threads, backend %s, model %s\n",
             (long long)s.n_items, (long long)already, n_old, s.n_sets, s.n_layers, s.settings.sampler, s.settings.steps,
-            s.n_steps, g_size, threads, be->name, s.settings.model_hash);
+            s.n_steps, sdm_size, threads, be->name, s.settings.model_hash);
 
-  counter c;
-  MPI_Aint wbytes = g_rank == 0 ? (MPI_Aint)sizeof(int64_t) * (1 + 2 * g_size) : 0;
-  MPI_CHECK(MPI_Win_allocate(wbytes, sizeof(int64_t), MPI_INFO_NULL, MPI_COMM_WORLD, &c.base, &c.win));
-  MPI_CHECK(MPI_Win_set_errhandler(c.win, MPI_ERRORS_RETURN));
-  if (g_rank == 0)
-    memset(c.base, 0, (size_t)wbytes);
-  MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); /* the window is zeroed before anyone takes an item */
-  MPI_CHECK(MPI_Win_lock_all(0, c.win));
+  sdm_counter c;
+  sdm_counter_open(&c);
 
   signal(SIGTERM, on_stop);
   signal(SIGINT, on_stop);
@@ -501,17 +397,17 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   signal(SIGFPE, on_crash);
   signal(SIGILL, on_crash);
   signal(SIGABRT, on_crash);
-  progress prog = {.quiet = o->quiet,
+  sdm_progress prog = {.quiet = o->quiet,
                    .tty = isatty(STDERR_FILENO),
                    .t_start = sd_now(),
                    .every = o->progress_every,
                    .todo = n_pending};
-  prog.counts = calloc((size_t)(1 + 2 * g_size), sizeof *prog.counts);
+  prog.counts = calloc((size_t)(1 + 2 * sdm_size), sizeof *prog.counts);
   double t_start = sd_now(), item_seconds = 0, write_seconds = 0, last_write = 0, since_write = 0;
   int64_t my_done = 0, my_failed = 0;
   int unwritten = 0;
   while (!stop_signal) {
-    int64_t k = take_next(&c);
+    int64_t k = sdm_counter_take(&c);
     if (k >= n_pending)
       break;
     int64_t i = pending[k];
@@ -519,7 +415,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     snprintf(g_crash_msg, sizeof g_crash_msg,
              "sdprune-mpi: rank %d on %s died while working on item %lld (set %s, "
              "row %d, seed %llu)\n",
-             g_rank, g_host, (long long)i, s.sets[it->set].name, it->row, (unsigned long long)it->seed);
+             sdm_rank, sdm_host, (long long)i, s.sets[it->set].name, it->row, (unsigned long long)it->seed);
     write_marker(dir, &s, i);
     double t0 = sd_now();
     sd_error ierr;
@@ -530,7 +426,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
       it->seconds = sd_now() - t0;
       my_failed++;
       fprintf(stderr, "%ssdprune-mpi: rank %d on %s: item %lld (set %s, row %d, seed %llu) failed: %s\n",
-              prog.printed ? "\n" : "", g_rank, g_host, (long long)i, s.sets[it->set].name, it->row,
+              prog.printed ? "\n" : "", sdm_rank, sdm_host, (long long)i, s.sets[it->set].name, it->row,
               (unsigned long long)it->seed, ierr.msg);
       prog.printed = 0;
     } else {
@@ -541,9 +437,9 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
         snprintf(full, sizeof full, "%s/%s", dir, rel);
         snprintf(folder, sizeof folder, "%s/stats.items/%s", dir, s.sets[it->set].name);
         if (sd_mkdir_p(folder) != 0)
-          die("cannot create %s: %s", folder, strerror(errno));
+          sdm_die("cannot create %s: %s", folder, strerror(errno));
         if (be->write_record(ctx, &s, i, full, &err) != 0)
-          die("item %lld: %s", (long long)i, err.msg);
+          sdm_die("item %lld: %s", (long long)i, err.msg);
         free(it->per_item_file);
         it->per_item_file = sd_strdup(rel);
       }
@@ -559,31 +455,30 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
     if (due) {
       double w0 = sd_now();
       if (sd_stats_write_ex(shard, &s, 0, &err) != 0) /* shards: uncompressed */
-        die("cannot write its shard %s: %s", shard, err.msg);
+        sdm_die("cannot write its shard %s: %s", shard, err.msg);
       last_write = sd_now() - w0;
       write_seconds += last_write;
       since_write = 0;
       unwritten = 0;
     }
-    count_item(&c, it->status == SD_ITEM_FAILED);
-    print_progress(&prog, &c, 0);
+    sdm_counter_count(&c, it->status == SD_ITEM_FAILED);
+    sdm_progress_print(&prog, &c, 0);
   }
   g_crash_msg[0] = 0;
   {
     double w0 = sd_now();
     if (sd_stats_write_ex(shard, &s, 0, &err) != 0) /* shards: uncompressed */
-      die("cannot write its shard %s: %s", shard, err.msg);
+      sdm_die("cannot write its shard %s: %s", shard, err.msg);
     write_seconds += sd_now() - w0;
     char m[4300];
-    marker_path(dir, g_rank, m, sizeof m);
+    marker_path(dir, sdm_rank, m, sizeof m);
     unlink(m);
   }
-  int stopped = any(stop_signal != 0);
+  int stopped = sdm_any(stop_signal != 0);
   MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); /* every rank's increments are in before the last count */
-  if (prog.printed || (!o->quiet && g_rank == 0))
-    print_progress(&prog, &c, 1);
-  MPI_CHECK(MPI_Win_unlock_all(c.win));
-  MPI_CHECK(MPI_Win_free(&c.win));
+  if (prog.printed || (!o->quiet && sdm_rank == 0))
+    sdm_progress_print(&prog, &c, 1);
+  sdm_counter_close(&c);
   int64_t mine[2] = {my_done, my_failed}, all[2] = {0, 0};
   MPI_CHECK(MPI_Reduce(mine, all, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
   double hook = be->hook_seconds(ctx), hook_all = 0, items_all = 0;
@@ -591,7 +486,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   MPI_CHECK(MPI_Reduce(&item_seconds, &items_all, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD));
   double el = sd_now() - t_start;
   if (stopped) {
-    if (g_rank == 0)
+    if (sdm_rank == 0)
       fprintf(stderr,
               "sdprune-mpi: stopped by a signal after %lld items; the shards in %s/shards are complete up to "
               "them (run the same command again to continue)\n",
@@ -609,7 +504,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
   double r0 = sd_now();
   reduce_totals(&s);
   int status = 0;
-  if (g_rank == 0) {
+  if (sdm_rank == 0) {
     sd_shards_report r;
     int rc = finish_reduce(dir, &s, o->max_report, &r, &err);
     if (rc < 0) {
@@ -621,7 +516,7 @@ static int cmd_stats_mpi(const sdm_options *o, int argc, char **argv) {
               "%d ranks); hooks and accumulation %.1f%% of item time; shard writes %.1f s (rank 0), reduce %.2f s; "
               "shards %s/shards (%lld bytes); wrote %s/stats.h5%s\n",
               (long long)all[0], (long long)all[1], (long long)already, (long long)(r.missing + r.failed), el,
-              (all[0] + all[1]) / (el > 0 ? el : 1e-9), g_size, items_all > 0 ? 100.0 * hook_all / items_all : 0.0,
+              (all[0] + all[1]) / (el > 0 ? el : 1e-9), sdm_size, items_all > 0 ? 100.0 * hook_all / items_all : 0.0,
               write_seconds, sd_now() - r0, dir, shard_bytes(dir), dir, rc ? " (incomplete: see the items above)" : "");
       status = rc ? 1 : 0;
     }
@@ -645,7 +540,7 @@ fail_quiet:
  * threads on the same node need); then every rank returns rank 0's status. */
 static int mask_on_rank0(const sdm_options *o, int argc, char **argv) {
   int status = 0, flag = 0;
-  if (g_rank == 0)
+  if (sdm_rank == 0)
     status = sdm_mask_stage(o, argc, argv);
   MPI_Request req;
   MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
@@ -665,7 +560,7 @@ static int run_after_reduce(const sdm_options *o, int argc, char **argv) {
                                                    : NULL;
   if (!why)
     return mask_on_rank0(o, argc, argv);
-  if (g_rank == 0 && !o->quiet)
+  if (sdm_rank == 0 && !o->quiet)
     fprintf(stderr, "sdprune-mpi run: %s\n", why);
   return 0;
 }
@@ -673,13 +568,13 @@ static int run_after_reduce(const sdm_options *o, int argc, char **argv) {
 int main(int argc, char **argv) {
   MPI_CHECK(MPI_Init(&argc, &argv));
   MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank));
-  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &g_size));
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &sdm_rank));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &sdm_size));
   int hl = 0;
-  MPI_CHECK(MPI_Get_processor_name(g_host, &hl));
+  MPI_CHECK(MPI_Get_processor_name(sdm_host, &hl));
   /* Every rank parses (they need the settings); only rank 0 speaks about them. */
   int saved = -1;
-  if (g_rank != 0) {
+  if (sdm_rank != 0) {
     fflush(stderr);
     saved = dup(STDERR_FILENO);
     FILE *null = fopen("/dev/null", "w");
@@ -700,9 +595,11 @@ int main(int argc, char **argv) {
     status = rc == 1 ? 0 : 2;
   else if (!strcmp(o.command, "reduce"))
     status = cmd_reduce_dir(&o);
+  else if (!strcmp(o.command, "attack"))
+    status = sdm_attack_stage(&o, argc, argv);
   else if (!strcmp(o.command, "mask")) {
     if (!sdm_has_mask_stage(&o)) {
-      if (g_rank == 0)
+      if (sdm_rank == 0)
         fprintf(stderr, "sdprune-mpi mask: %s has no mask section (give one, or --set mask.method=wanda)\n",
                 o.job_path);
       status = 2;
