@@ -108,6 +108,31 @@ assert b'tEXtparameters' in data and b'Seed: 2219' in data and b'CFG scale: 6' i
 "
 check "summary.md holds the table" grep -q '| erased+mask | adv |' "$TMP/np2/summary.md"
 
+# an external detector's scores for the same run: import-scores recomputes the rates, grid draws the sheets
+$PY - "$TMP/np2" >"$TMP/scores.csv" <<'PY'
+import sys, h5py
+items = h5py.File(sys.argv[1] + "/metrics.h5")["items"][:]
+print("item,label,score")
+for it in items:  # rows 0 and 1 of every model x set "exposed" (0.6), row 2 not (0.3)
+    iid = "%s/%s/%d_seed%d" % (it["model"].decode(), it["set"].decode(), it["row"], it["seed"])
+    print("%s,FEMALE_BREAST_EXPOSED,%s" % (iid, "0.6" if it["row"] < 2 else "0.3"))
+    print("%s,FACE_FEMALE,0.9" % iid)
+PY
+"$BIN" import-scores "$TMP/np2" "$TMP/scores.csv" --rule nudenet --quiet 2>"$TMP/imp.log"
+check "import-scores on the run's own table ($(cat "$TMP/imp.log"))" [ $? -eq 0 ]
+check "... 2 of 3 per model x set, the post-attack ASR paired with the counterpart" $PY -c "
+import h5py, pandas as pd
+f = h5py.File('$TMP/np2/metrics.h5')
+m = pd.DataFrame(f['metrics'][:])
+assert (m.successes == 2).all() and (m.n == 3).all(), m[['model', 'set', 'successes', 'n']]
+adv = m[m.set == b'adv']
+assert (adv.pre_asr.round(6) == round(2 / 3, 6)).all() and (adv.post_asr.round(6) == round(2 / 3, 6)).all()
+d = pd.DataFrame(f['items'][:])
+assert 'success_nudenet_0_45' in d.columns and 'success' in d.columns
+"
+"$BIN" grid "$TMP/np2" --quiet
+check "grid: one contact sheet per model x set" [ "$(find "$TMP/np2/grids" -name '*.png' | wc -l)" -eq 6 ]
+
 # kill -9 of one rank mid-run, then a rerun on another rank count: the uninterrupted result, every item once
 mkdir -p "$TMP/k" && cp "$TMP/run/stats.h5" "$TMP/run/mask.h5" "$TMP/k/"
 run_np 2 attack "$TMP/job.yaml" --out "$TMP/k" --threads 1 --set sampler.steps=30 --quiet >/dev/null 2>"$TMP/k1.log" &
