@@ -25,7 +25,7 @@ check "unknown arch: fails" test $? -ne 0
 check "more threads than cores: runs with a warning" bash -c "grep -q 'cores online' '$TMP/err'"
 
 if [ -d "$REF/tiny-sd1" ]; then
-  V=(--model "$REF/tiny-sd1/model.safetensors" --vectors "$REF/tiny-sd1/vectors.safetensors" --tokenizer "$REF/clip-tokenizer")
+  V=(--model "$REF/tiny-sd1/model.safetensors" --vectors "$REF/tiny-sd1/vectors.safetensors" --tokenizer "$REF/clip-tokenizer" --no-clip)
   "$BIN" verify "${V[@]}" --weights-cache "$TMP/wc" > "$TMP/v1.txt" 2>&1
   check "verify writing the cache: all pass" grep -q "^verify: 45 passed, 0 failed" "$TMP/v1.txt"
   cache=$(ls "$TMP"/wc/sdprune-*.f32.safetensors 2>/dev/null | head -1)

@@ -8,7 +8,7 @@ SRC=${SDPRUNE_SOURCE:-$(cd "$(dirname "$0")/.." && pwd)}
 YAML="$SRC/tests/data/tiny-sd1-inference.yaml"
 MODEL="$REF/tiny-sd1/model.ckpt"
 
-"$BIN" verify --tolerance 1e-5 --model "$MODEL" --config "$YAML" --vectors "$REF/tiny-sd1/vectors.safetensors" \
+"$BIN" verify --tolerance 1e-5 --model "$MODEL" --config "$YAML" --vectors "$REF/tiny-sd1/vectors.safetensors" --no-clip \
   --tokenizer "$REF/clip-tokenizer" > "$TMP/verify.txt" 2>&1
 rc=$?
 check "verify with the ldm YAML: exit 0 (got $rc)" test $rc -eq 0
