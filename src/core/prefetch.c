@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct sd_prefetch {
@@ -11,21 +12,22 @@ struct sd_prefetch {
   char *path;
 };
 
-/* read() rather than posix_fadvise(WILLNEED): the kernel may cut an advised read-ahead short under
- * memory pressure or per-device limits, a read to the end always happens. 4 MiB blocks keep the request
- * queue full without a large buffer. */
+/* posix_fadvise(WILLNEED) block by block: the kernel reads the pages into the page cache without copying
+ * them to user space, and does nothing for pages already cached (a read() loop copied every cached shard
+ * once more, which on 2 busy cores made a reduce of cached shards slower than of evicted ones). One 8 MiB
+ * block at a time keeps the request queue busy without racing far ahead of the reader. */
 static void *prefetch_main(void *arg) {
   sd_prefetch *p = arg;
   int fd = open(p->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return NULL;
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  enum { BLOCK = 4 << 20 };
-  char *buf = malloc(BLOCK);
-  if (buf)
-    while (read(fd, buf, BLOCK) > 0) {
-    }
-  free(buf);
+  struct stat st;
+  if (fstat(fd, &st) == 0) {
+    enum { BLOCK = 8 << 20 };
+    for (off_t off = 0; off < st.st_size; off += BLOCK)
+      if (posix_fadvise(fd, off, BLOCK, POSIX_FADV_WILLNEED) != 0)
+        break;
+  }
   close(fd);
   return NULL;
 }

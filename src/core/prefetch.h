@@ -6,7 +6,7 @@
 
 typedef struct sd_prefetch sd_prefetch;
 
-/* Starts reading `path` to its end on a new thread (data discarded, pages stay cached). NULL when no
+/* Starts reading `path` into the page cache on a new thread (nothing is copied; cached pages cost nothing). NULL when no
  * thread could be started (then nothing is prefetched). */
 sd_prefetch *sd_prefetch_start(const char *path);
 /* Waits for the read to end and frees p. NULL is a no-op. */
