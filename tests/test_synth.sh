@@ -70,7 +70,7 @@ print("python: %d tensors, names/shapes/dtypes as the reference" % len(ours))
 EOF
 fi
 
-WANT="unknown architecture 'sd3' (expected tiny-sd1|sd15|sd21)" fails --arch sd3 --out "$TMP/x.safetensors"
+WANT="unknown architecture 'sd3' (expected tiny-sd1|sd15|sd21|tiny-clip)" fails --arch sd3 --out "$TMP/x.safetensors"
 WANT="unknown --dtype 'bf8' (expected f16 or f32)" fails --arch tiny-sd1 --dtype bf8 --out "$TMP/x.safetensors"
 WANT="--seed must be an integer" fails --arch tiny-sd1 --seed -3 --out "$TMP/x.safetensors"
 WANT="--arch is required" fails --out "$TMP/x.safetensors"

@@ -1,6 +1,6 @@
 /* sdprune synth: writes a randomly initialised checkpoint with the real names and shapes of an SD
- * architecture (model/synth.h does the work). For tests, demos and benchmarks without downloading
- * weights; the images such a model makes are noise. */
+ * architecture (model/synth.h does the work), or of a CLIPModel (tiny-clip, model/synth_clip.h). For
+ * tests, demos and benchmarks without downloading weights; the images such a model makes are noise. */
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
@@ -13,6 +13,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "model/synth.h"
+#include "model/synth_clip.h"
 
 static void help(FILE *out) {
   fprintf(out,
@@ -21,15 +22,19 @@ static void help(FILE *out) {
           "(model.diffusion_model.*, cond_stage_model.*, first_stage_model.*, betas, alphas_cumprod,\n"
           "alphas_cumprod_prev) with exactly the tensor names and shapes of ARCH, and a __metadata__\n"
           "\"config\" describing it. Weights ~ N(0, 1/fan_in), norms 1/0, biases N(0, 0.01^2), from --seed.\n\n"
-          "  --arch ARCH     %s\n"
+          "  --arch ARCH     %s|%s\n"
           "                  tiny-sd1: the shapes of the shared tiny reference model (a few MB)\n"
           "                  sd15: Stable Diffusion 1.5 (UNet 320, CLIP ViT-L text, KL VAE; ~2 GB in f16)\n"
           "                  sd21: Stable Diffusion 2.1 (linear projections, context 1024, OpenCLIP ViT-H text)\n"
+          "                  tiny-clip: a CLIP image-text model (HF CLIPModel names: vision_model.*, text_model.*,\n"
+          "                  visual_projection, text_projection, logit_scale) with the shapes of the shared\n"
+          "                  tiny-clip reference (32 px, 3.3 MB); a random but not uniform zero-shot detector.\n"
+          "                  The same file as the CLIP path synth:tiny-clip[:SEED] (f16).\n"
           "  --dtype D       f16 (default) or f32 weights; schedule buffers are always F32\n"
           "  --seed N        generator seed, 0..2^64-1 (default 0); the same seed gives the same bytes\n"
           "  --out FILE      output path; written to a temporary name and renamed when complete\n"
           "  --quiet         no progress on stderr (the summary line is still printed)\n",
-          sd_synth_arch_names());
+          sd_synth_arch_names(), sd_synth_clip_arch_names());
 }
 
 /* The writer's temporary file, removed if the run is interrupted. */
@@ -114,8 +119,11 @@ int cmd_synth(int argc, char **argv) {
   }
   sd_error err = {{0}};
   sd_synth_arch arch;
-  if (sd_synth_arch_get(arch_name, &arch, &err) != 0) {
-    fprintf(stderr, "sdprune synth: %s\n", err.msg);
+  sd_synth_clip_arch clip_arch;
+  const int is_clip = sd_synth_clip_arch_get(arch_name, &clip_arch, &err) == 0;
+  if (!is_clip && sd_synth_arch_get(arch_name, &arch, &err) != 0) {
+    fprintf(stderr, "sdprune synth: unknown architecture '%s' (expected %s|%s)\n", arch_name, sd_synth_arch_names(),
+            sd_synth_clip_arch_names());
     return 2;
   }
   sd_dtype dtype;
@@ -133,7 +141,8 @@ int cmd_synth(int argc, char **argv) {
   double t0 = sd_now();
   int count = 0;
   uint64_t bytes = 0;
-  int rc = sd_synth_write(out, &arch, dtype, (uint64_t)seed, progress, &ps, &count, &bytes, &err);
+  int rc = is_clip ? sd_synth_clip_write(out, &clip_arch, dtype, (uint64_t)seed, progress, &ps, &count, &bytes, &err)
+                   : sd_synth_write(out, &arch, dtype, (uint64_t)seed, progress, &ps, &count, &bytes, &err);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   tmp_path[0] = 0;
@@ -143,6 +152,6 @@ int cmd_synth(int argc, char **argv) {
     return 1;
   }
   fprintf(stderr, "synth: wrote %s: arch %s, dtype %s, seed %llu, %d tensors, %llu data bytes, %.1f s\n", out,
-          arch.kind, dtype_name, seed, count, (unsigned long long)bytes, sd_now() - t0);
+          is_clip ? clip_arch.kind : arch.kind, dtype_name, seed, count, (unsigned long long)bytes, sd_now() - t0);
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "core/files.h"
 #include "model/clip_encoder.h"
 #include "model/model.h"
+#include "model/synth_clip.h"
 
 static int has_prefix(const sd_tensor_store *s, const char *prefix) {
   size_t n = strlen(prefix);
@@ -124,10 +125,17 @@ static int load_tokenizer(sd_clip_model *m, const char *dir, sd_error *err) {
 
 int sd_clip_model_load(const char *path, sd_clip_model **out, sd_error *err) {
   *out = NULL;
+  char synth_path[4096];
+  const char *given = path;
+  if (strncmp(path, "synth:", 6) == 0) {
+    if (sd_synth_clip_file(path + 6, synth_path, sizeof synth_path, err) != 0)
+      return -1;
+    path = synth_path;
+  }
   sd_clip_model *m = sd_calloc(1, sizeof *m, err);
   if (!m)
     return -1;
-  m->path = sd_strdup(path);
+  m->path = sd_strdup(given);
   char dir[4096], weights[4200];
   const int is_folder = sd_is_dir(path);
   json_t *clip_cfg = NULL;

@@ -419,30 +419,17 @@ int sd_default_tokenizer_dir(char *out, size_t n) {
  * ranks racing to create it all end with the same file. */
 static int synth_model_file(const char *spec, char *out, size_t n, sd_error *err) {
   char arch_name[64];
-  const char *colon = strchr(spec, ':');
-  size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
-  unsigned long long seed = 0;
-  if (len == 0 || len >= sizeof arch_name)
-    return sd_fail(err, "synth:%s: expected synth:ARCH[:SEED] with ARCH one of %s", spec, sd_synth_arch_names());
-  memcpy(arch_name, spec, len);
-  arch_name[len] = 0;
-  if (colon) {
-    char *end;
-    errno = 0;
-    seed = strtoull(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end || colon[1] == '-')
-      return sd_fail(err, "synth:%s: the seed must be an integer in [0, 2^64-1]", spec);
-  }
+  uint64_t seed;
   sd_synth_arch arch;
+  if (sd_synth_spec_parse(spec, arch_name, sizeof arch_name, &seed, sd_synth_arch_names(), err) != 0) return -1;
+  if (strcmp(arch_name, "tiny-clip") == 0)
+    return sd_fail(err,
+                   "synth:%s: tiny-clip is a CLIP image-text model (for attack.detector.clip), "
+                   "not a Stable Diffusion checkpoint; expected ARCH one of %s",
+                   spec, sd_synth_arch_names());
   if (sd_synth_arch_get(arch_name, &arch, err) != 0) return -1;
-  const char *dir = getenv("SDPRUNE_SYNTH_CACHE"), *tmp = getenv("TMPDIR");
-  char folder[4096];
-  if (dir && *dir) snprintf(folder, sizeof folder, "%s", dir);
-  else snprintf(folder, sizeof folder, "%s/sdprune-synth", tmp && *tmp ? tmp : "/tmp");
-  if ((size_t)snprintf(out, n, "%s/%s-seed%llu-f16.safetensors", folder, arch.kind, seed) >= n)
-    return sd_fail(err, "synth:%s: cache path too long", spec);
-  if (sd_is_file(out)) return 0;
-  if (sd_mkdir_p(folder) != 0) return sd_fail(err, "synth:%s: cannot create %s: %s", spec, folder, strerror(errno));
+  int have = sd_synth_cache_file(arch.kind, seed, out, n, err);
+  if (have != 0) return have < 0 ? -1 : 0;
   return sd_synth_write(out, &arch, SD_DTYPE_F16, seed, NULL, NULL, NULL, NULL, err);
 }
 

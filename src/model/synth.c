@@ -3,6 +3,7 @@
  * and the streaming writer. It does not read checkpoints and does not run any model. */
 #include "model/synth.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/files.h"
 #include "core/half.h"
 #include "io/safetensors.h"
 
@@ -124,11 +126,8 @@ void sd_synth_list_free(sd_synth_list *l) {
   l->count = l->capacity = 0;
 }
 
-/* Appends one tensor; name is printf-formatted. */
-static int add(sd_synth_list *l, sd_synth_init init, sd_dtype dtype, int ndim, const int64_t *shape, sd_error *err,
-               const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static int add(sd_synth_list *l, sd_synth_init init, sd_dtype dtype, int ndim, const int64_t *shape, sd_error *err,
-               const char *fmt, ...) {
+static int add_v(sd_synth_list *l, sd_synth_init init, sd_dtype dtype, int ndim, const int64_t *shape, sd_error *err,
+                 const char *fmt, va_list ap) {
   if (l->count == l->capacity) {
     int cap = l->capacity ? 2 * l->capacity : 512;
     sd_synth_tensor *items = realloc(l->items, (size_t)cap * sizeof *items);
@@ -138,10 +137,7 @@ static int add(sd_synth_list *l, sd_synth_init init, sd_dtype dtype, int ndim, c
   }
   sd_synth_tensor *t = &l->items[l->count];
   memset(t, 0, sizeof *t);
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(t->name, sizeof t->name, fmt, ap);
-  va_end(ap);
   if (n < 0 || (size_t)n >= sizeof t->name) return sd_fail(err, "tensor name too long: %s...", t->name);
   t->dtype = dtype;
   t->ndim = ndim;
@@ -151,11 +147,20 @@ static int add(sd_synth_list *l, sd_synth_init init, sd_dtype dtype, int ndim, c
   return 0;
 }
 
+int sd_synth_add(sd_synth_list *l, sd_synth_init init, sd_dtype dtype, int ndim, const int64_t *shape, sd_error *err,
+                 const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = add_v(l, init, dtype, ndim, shape, err, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 #define NDIM(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
 /* Weight-dtype tensor "<prefix>.<leaf>" with the given init and shape. */
 #define ADD(l, init, prefix, leaf, ...) \
-  add((l), (init), (l)->dtype, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), err, "%s." leaf, (prefix))
+  sd_synth_add((l), (init), (l)->dtype, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), err, "%s." leaf, (prefix))
 
 /* nn.Linear(in, out): weight [out, in], bias [out] (when bias). */
 static int linear(sd_synth_list *l, const char *p, int64_t out, int64_t in, int bias, sd_error *err) {
@@ -281,7 +286,7 @@ static int text_hf(const sd_synth_arch *a, sd_synth_list *l, sd_error *err) {
   int64_t d = a->text.hidden, f = a->text.intermediate;
   if (ADD(l, SD_SYNTH_EMBEDDING, P("%s.embeddings", t), "token_embedding.weight", a->text.vocab_size, d) ||
       ADD(l, SD_SYNTH_EMBEDDING, P("%s.embeddings", t), "position_embedding.weight", a->text.max_positions, d) ||
-      add(l, SD_SYNTH_POSITION_IDS, SD_DTYPE_I64, 2, SHAPE(1, a->text.max_positions), err,
+      sd_synth_add(l, SD_SYNTH_POSITION_IDS, SD_DTYPE_I64, 2, SHAPE(1, a->text.max_positions), err,
           "%s.embeddings.position_ids", t))
     return -1;
   for (int i = 0; i < a->text.layers; i++) {
@@ -317,7 +322,7 @@ static int text_openclip(const sd_synth_arch *a, sd_synth_list *l, sd_error *err
       return -1;
   }
   if (norm(l, P("%s.ln_final", m), d, err) || ADD(l, SD_SYNTH_FAN_IN, m, "text_projection", d, d)) return -1;
-  return add(l, SD_SYNTH_LOGIT_SCALE, l->dtype, 0, SHAPE(0), err, "%s.logit_scale", m);
+  return sd_synth_add(l, SD_SYNTH_LOGIT_SCALE, l->dtype, 0, SHAPE(0), err, "%s.logit_scale", m);
 }
 
 int sd_synth_text_keys(const sd_synth_arch *a, sd_synth_list *l, sd_error *err) {
@@ -384,9 +389,9 @@ int sd_synth_vae_keys(const sd_synth_arch *a, sd_synth_list *l, sd_error *err) {
 }
 
 int sd_synth_schedule_keys(sd_synth_list *l, sd_error *err) {
-  if (add(l, SD_SYNTH_BETAS, SD_DTYPE_F32, 1, SHAPE(SCHEDULE_STEPS), err, "betas") ||
-      add(l, SD_SYNTH_ALPHAS_CUMPROD, SD_DTYPE_F32, 1, SHAPE(SCHEDULE_STEPS), err, "alphas_cumprod") ||
-      add(l, SD_SYNTH_ALPHAS_CUMPROD_PREV, SD_DTYPE_F32, 1, SHAPE(SCHEDULE_STEPS), err, "alphas_cumprod_prev"))
+  if (sd_synth_add(l, SD_SYNTH_BETAS, SD_DTYPE_F32, 1, SHAPE(SCHEDULE_STEPS), err, "betas") ||
+      sd_synth_add(l, SD_SYNTH_ALPHAS_CUMPROD, SD_DTYPE_F32, 1, SHAPE(SCHEDULE_STEPS), err, "alphas_cumprod") ||
+      sd_synth_add(l, SD_SYNTH_ALPHAS_CUMPROD_PREV, SD_DTYPE_F32, 1, SHAPE(SCHEDULE_STEPS), err, "alphas_cumprod_prev"))
     return -1;
   return 0;
 }
@@ -429,6 +434,7 @@ void sd_synth_stream_init(sd_synth_stream *s, const sd_synth_tensor *t, uint64_t
   case SD_SYNTH_FAN_IN: s->std = (float)(1.0 / sqrt((double)fan_in)); break;
   case SD_SYNTH_BIAS: s->std = 0.01f; break;
   case SD_SYNTH_EMBEDDING: s->std = 0.02f; break;
+  case SD_SYNTH_UNIT_NORMAL: s->std = 1.0f; break;
   default: s->std = 0; break;
   }
 }
@@ -624,26 +630,20 @@ static int write_tensor(FILE *f, const sd_st_entry *e) {
   return 0;
 }
 
-int sd_synth_write(const char *path, const sd_synth_arch *a, sd_dtype dtype, uint64_t seed,
-                   sd_synth_progress progress, void *progress_ctx, int *count_out, uint64_t *bytes_out,
-                   sd_error *err) {
-  if (dtype != SD_DTYPE_F32 && dtype != SD_DTYPE_F16 && dtype != SD_DTYPE_BF16)
-    return sd_fail(err, "%s: synth writes F32, F16 or BF16 weights, not %s", path, sd_dtype_name(dtype));
-  sd_synth_list list;
-  if (sd_synth_all_keys(a, dtype, &list, err) != 0) return -1;
+int sd_synth_write_list(const char *path, const sd_synth_list *list, const char *metadata_json, uint64_t seed,
+                        sd_synth_progress progress, void *progress_ctx, int *count_out, uint64_t *bytes_out,
+                        sd_error *err) {
   int rc = -1;
-  char *metadata = NULL;
   sd_st_entry *entries = NULL;
   entry_ctx *ctx = NULL;
-  writer w = {.seed = seed, .count = list.count, .progress = progress, .progress_ctx = progress_ctx};
-  if (!(metadata = sd_synth_metadata_json(a, seed, err)) ||
-      !(entries = sd_calloc((size_t)list.count, sizeof *entries, err)) ||
-      !(ctx = sd_calloc((size_t)list.count, sizeof *ctx, err)) ||
+  writer w = {.seed = seed, .count = list->count, .progress = progress, .progress_ctx = progress_ctx};
+  if (!(entries = sd_calloc((size_t)list->count, sizeof *entries, err)) ||
+      !(ctx = sd_calloc((size_t)list->count, sizeof *ctx, err)) ||
       !(w.values = sd_malloc(CHUNK * sizeof *w.values, err)) || !(w.bytes = sd_malloc(CHUNK * 8, err)))
     goto free_all;
   uint64_t bytes = 0;
-  for (int i = 0; i < list.count; i++) {
-    const sd_synth_tensor *t = &list.items[i];
+  for (int i = 0; i < list->count; i++) {
+    const sd_synth_tensor *t = &list->items[i];
     ctx[i] = (entry_ctx){.w = &w, .t = t, .index = i};
     entries[i].name = t->name;
     entries[i].dtype = t->dtype;
@@ -655,8 +655,8 @@ int sd_synth_write(const char *path, const sd_synth_arch *a, sd_dtype dtype, uin
     for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
     bytes += numel * sd_dtype_size(t->dtype);
   }
-  if (sd_safetensors_write(path, entries, list.count, metadata, err) != 0) goto free_all;
-  if (count_out) *count_out = list.count;
+  if (sd_safetensors_write(path, entries, list->count, metadata_json, err) != 0) goto free_all;
+  if (count_out) *count_out = list->count;
   if (bytes_out) *bytes_out = bytes;
   rc = 0;
 free_all:
@@ -664,7 +664,54 @@ free_all:
   free(w.values);
   free(ctx);
   free(entries);
+  return rc;
+}
+
+int sd_synth_write(const char *path, const sd_synth_arch *a, sd_dtype dtype, uint64_t seed,
+                   sd_synth_progress progress, void *progress_ctx, int *count_out, uint64_t *bytes_out,
+                   sd_error *err) {
+  if (dtype != SD_DTYPE_F32 && dtype != SD_DTYPE_F16 && dtype != SD_DTYPE_BF16)
+    return sd_fail(err, "%s: synth writes F32, F16 or BF16 weights, not %s", path, sd_dtype_name(dtype));
+  sd_synth_list list;
+  if (sd_synth_all_keys(a, dtype, &list, err) != 0) return -1;
+  char *metadata = sd_synth_metadata_json(a, seed, err);
+  int rc = metadata ? sd_synth_write_list(path, &list, metadata, seed, progress, progress_ctx, count_out, bytes_out, err)
+                    : -1;
   free(metadata);
   sd_synth_list_free(&list);
   return rc;
+}
+
+/* ---- the synth: model-path prefix ---- */
+
+int sd_synth_spec_parse(const char *spec, char *name, size_t name_size, uint64_t *seed, const char *expected,
+                        sd_error *err) {
+  const char *colon = strchr(spec, ':');
+  size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+  *seed = 0;
+  if (len == 0 || len >= name_size)
+    return sd_fail(err, "synth:%s: expected synth:ARCH[:SEED] with ARCH one of %s", spec, expected);
+  memcpy(name, spec, len);
+  name[len] = 0;
+  if (colon) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || colon[1] == '-')
+      return sd_fail(err, "synth:%s: the seed must be an integer in [0, 2^64-1]", spec);
+    *seed = (uint64_t)v;
+  }
+  return 0;
+}
+
+int sd_synth_cache_file(const char *kind, uint64_t seed, char *out, size_t n, sd_error *err) {
+  const char *dir = getenv("SDPRUNE_SYNTH_CACHE"), *tmp = getenv("TMPDIR");
+  char folder[4096];
+  if (dir && *dir) snprintf(folder, sizeof folder, "%s", dir);
+  else snprintf(folder, sizeof folder, "%s/sdprune-synth", tmp && *tmp ? tmp : "/tmp");
+  if ((size_t)snprintf(out, n, "%s/%s-seed%llu-f16.safetensors", folder, kind, (unsigned long long)seed) >= n)
+    return sd_fail(err, "synth:%s: cache path too long", kind);
+  if (sd_is_file(out)) return 1;
+  if (sd_mkdir_p(folder) != 0) return sd_fail(err, "synth:%s: cannot create %s: %s", kind, folder, strerror(errno));
+  return 0;
 }

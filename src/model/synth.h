@@ -53,6 +53,7 @@ typedef enum {
   SD_SYNTH_BETAS,
   SD_SYNTH_ALPHAS_CUMPROD,
   SD_SYNTH_ALPHAS_CUMPROD_PREV,
+  SD_SYNTH_UNIT_NORMAL, /* N(0, 1): tiny-clip's token table (model/synth_clip.h says why) */
 } sd_synth_init;
 
 typedef struct {
@@ -68,6 +69,11 @@ typedef struct {
   int count, capacity;
   sd_dtype dtype; /* dtype of weights added by the walkers */
 } sd_synth_list;
+
+/* Appends one tensor of the given init, dtype and shape, its name printf-formatted, to list (for key
+ * walkers outside this file, such as model/synth_clip.c). */
+int sd_synth_add(sd_synth_list *list, sd_synth_init init, sd_dtype dtype, int ndim, const int64_t *shape,
+                 sd_error *err, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 /* Looks an architecture up by name ("tiny-sd1", "sd15", "sd21"). */
 int sd_synth_arch_get(const char *name, sd_synth_arch *arch, sd_error *err);
@@ -114,5 +120,21 @@ typedef void (*sd_synth_progress)(void *ctx, int index, int count, const char *n
 int sd_synth_write(const char *path, const sd_synth_arch *a, sd_dtype dtype, uint64_t seed,
                    sd_synth_progress progress, void *progress_ctx, int *count_out, uint64_t *bytes_out,
                    sd_error *err);
+
+/* Writes the tensors of list (values from sd_synth_stream with seed, in list order) and the given
+ * __metadata__ JSON to path, as sd_synth_write does; any key list, e.g. model/synth_clip.h's. */
+int sd_synth_write_list(const char *path, const sd_synth_list *list, const char *metadata_json, uint64_t seed,
+                        sd_synth_progress progress, void *progress_ctx, int *count_out, uint64_t *bytes_out,
+                        sd_error *err);
+
+/* `synth:` model paths. spec is the text after "synth:", `ARCH[:SEED]`: name gets ARCH, *seed SEED
+ * (0 when absent); expected lists the valid names for the error message. */
+int sd_synth_spec_parse(const char *spec, char *name, size_t name_size, uint64_t *seed, const char *expected,
+                        sd_error *err);
+/* The cache file of (kind, seed): ${SDPRUNE_SYNTH_CACHE:-${TMPDIR:-/tmp}/sdprune-synth}/KIND-seedN-f16.safetensors
+ * in out. Returns 1 when it exists, 0 when it does not (the folder is then created, so the caller can
+ * write it: the writers rename a complete temporary file into place and the bytes depend only on
+ * (kind, seed), so processes racing to create it all end with the same file), -1 on error. */
+int sd_synth_cache_file(const char *kind, uint64_t seed, char *out, size_t n, sd_error *err);
 
 #endif
