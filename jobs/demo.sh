@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: synthesise a tiny SD-shaped model, describe it, generate the
-# bundled prompt set with each row's seed and guidance (PNG + A1111 parameters + provenance), then the
-# pruning pipeline: statistics over target/anchor/adversarial sets -> Wanda mask -> pruned checkpoint
-# (+ restore file), and the bundled prompts again with the mask applied in memory.
+# The main job on the embedded default, over MPI with 2 ranks: the pruning pipeline of jobs/demo.yaml
+# (statistics over target/anchor/adversarial sets -> reduce -> Wanda mask -> pruned checkpoint + restore
+# file), then its attack evaluation (the model with and without the mask on the adversarial set: images,
+# CLIP detector, re-activation of the concept neurons, metrics.h5, summary.md) and contact sheets.
+# The model (synth:tiny-sd1) and the detector (synth:tiny-clip) are synthesised on first use: random
+# weights, so images are noise and rates mean nothing, but every stage is the real one.
 # Usage: jobs/demo.sh [BUILD_DIR] (default build); output in out/demo/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
-bin="$build/sdprune"
 out="$root/out/demo"
-mkdir -p "$out"
-model="$out/tiny-sd1.safetensors"
-[ -f "$model" ] || "$bin" synth --arch tiny-sd1 --dtype f16 --seed 0 --out "$model"
-"$bin" inspect "$model"
-"$bin" generate --model "$model" --prompts "$root/jobs/prompts/demo.csv" --sampler ddim --steps 20 \
-  --size 64x64 --out "$out/images"
-prompts="$root/jobs/prompts"
-"$bin" stats --model "$model" --target "$prompts/demo_target.txt" --anchor "$prompts/demo_anchor.txt" \
-  --adversarial demo="$prompts/demo.csv" --sampler ddim --steps 20 --max-steps 10 --size 64x64 --seed 0 \
-  --force --out "$out/run/stats.h5"
-"$bin" mask "$out/run/stats.h5" --method wanda --ratio 0.01 --tau 10 --force --explain --out "$out/run/mask.h5"
-"$bin" apply --model "$model" --mask "$out/run/mask.h5" --force --out "$out/run/pruned.safetensors"
-"$bin" generate --model "$out/run/pruned.safetensors" --prompts "$prompts/demo.csv" --sampler ddim --steps 20 \
-  --size 64x64 --out "$out/pruned-images"
-echo "demo: images in $out/images and $out/pruned-images (PNG, 'parameters' and 'sdprune' text chunks)"
-echo "demo: statistics $out/run/stats.h5, mask $out/run/mask.h5, pruned model $out/run/pruned.safetensors"
+ranks=${DEMO_RANKS:-2}
+mpi=(mpirun -np "$ranks")
+if [ "$(id -u)" -eq 0 ]; then # Open MPI refuses root unless told; a container or CI runs as root
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+mpi+=(--oversubscribe) # 2 ranks on a 1-core machine too
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} # one thread per rank: the ranks share the cores
+cd "$root"
+t0=$(date +%s)
+"${mpi[@]}" "$build/sdprune-mpi" run jobs/demo.yaml --out "$out" --progress-every 5
+"${mpi[@]}" "$build/sdprune-mpi" attack jobs/demo.yaml --out "$out" --progress-every 5 >/dev/null
+"$build/sdprune" grid "$out" --columns 4 --tile 64
+echo
+cat "$out/summary.md"
+echo
+echo "demo: $(($(date +%s) - t0)) s on $ranks ranks; in $out:"
+echo "  stats.h5 (statistics), mask.h5 (Wanda mask), pruned.safetensors + pruned.restore.h5 (pruned model)"
+echo "  images/<model>/<set>/*.png (A1111 'parameters' chunk), metrics.h5 (per-item table, metrics), summary.md"
+echo "  grids/<model>/<set>.png (contact sheets)"
+echo "  read them: python3 -c \"import h5py, pandas as pd; print(pd.DataFrame(h5py.File('$out/metrics.h5')['metrics'][:]))\""

@@ -3,7 +3,8 @@
 # jobs/demo.yaml` (into a temporary --out, the model synthesised into a temporary SDPRUNE_SYNTH_CACHE)
 # leaves stats.h5, mask.h5, pruned.safetensors and its restore file; `sdprune restore` gives back the
 # synthesised model byte for byte; a rerun replaces the derived outputs; `sdprune-mpi mask` alone; a job
-# without a mask section stops after the reduce; a failing mask stage fails every rank's exit status.
+# without a mask section stops after the reduce; a failing mask stage fails every rank's exit status;
+# `sdprune-mpi attack jobs/demo.yaml` writes the images, metrics.h5 and summary.md with synth:tiny-clip.
 . "$(dirname "$0")/../../tests/testlib.sh"
 MPI_BIN=${SDPRUNE_MPI_BIN:?SDPRUNE_MPI_BIN must name sdprune-mpi}
 SRC=${SDPRUNE_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -33,6 +34,19 @@ def data(p):
     h = json.loads(b[8:8 + n]); h.pop('__metadata__', None)
     return h, b[8 + n:]
 sys.exit(0 if data('$OUT/pruned.safetensors') == data('$TMP/cli-pruned.safetensors') else 1)"
+
+# the attack stage of the demo job: the model with and without the mask, judged by synth:tiny-clip
+run_np 2 attack jobs/demo.yaml --out "$OUT" --threads 1 >"$TMP/attack.md" 2>"$TMP/attack.log"
+check "mpirun -np 2 sdprune-mpi attack jobs/demo.yaml runs (log: $(tail -n 2 "$TMP/attack.log" | tr '\n' ' '))" [ $? -eq 0 ]
+check "... 8 images, metrics.h5 and summary.md" bash -c "[ \$(find '$OUT/images' -name '*.png' | wc -l) -eq 8 ] && [ -s '$OUT/metrics.h5' ] && [ -s '$OUT/summary.md' ]"
+check "... the table names both models" bash -c "grep -q '| base | demo |' '$TMP/attack.md' && grep -q '| base+mask | demo |' '$TMP/attack.md'"
+check "... judged with probabilities over the 4 labels, re-activation measured" /usr/bin/python3 -c "
+import h5py, pandas as pd, numpy as np
+d = pd.DataFrame(h5py.File('$OUT/metrics.h5')['items'][:])
+p = d[[c for c in d.columns if c.startswith('p_')]].to_numpy()
+assert p.shape == (8, 4) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+assert (d.success >= 0).all() and np.isfinite(d.reactivation).all()
+"
 
 cp "$OUT/stats.h5" "$TMP/stats-before.h5"
 run_np 2 run jobs/demo.yaml --out "$OUT" 2>"$TMP/rerun.log"
