@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/files.h"
+#include "core/omp_env.h"
 #include "core/provenance.h"
 #include "mpi/backend.h"
 #include "mpi/driver.h"
@@ -566,6 +567,8 @@ static int run_after_reduce(const sdm_options *o, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Before MPI_Init: the re-exec (core/omp_env.c) must happen while the MPI library holds nothing. */
+  sd_omp_default_wait_policy(argv);
   MPI_CHECK(MPI_Init(&argc, &argv));
   MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &sdm_rank));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/omp_env.h"
 
 typedef struct {
   const char *name;
@@ -38,6 +39,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  sd_omp_default_wait_policy(argv); /* first: it may re-execute this process (core/omp_env.c) */
   /* A file-size limit (ulimit -f, a quota) should fail a write with EFBIG and a clear message, not kill
    * the process halfway through a file. */
   signal(SIGXFSZ, SIG_IGN);
