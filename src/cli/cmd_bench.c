@@ -6,16 +6,21 @@
  * Minima (the least disturbed runs) are reported beside the medians. */
 #include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "core/files.h"
+#include "core/omp_env.h"
 #include "model/parts.h"
 #include "model/synth.h"
 #include "model/weight_cache.h"
@@ -26,13 +31,13 @@
 typedef struct {
   sd_cli_common common;
   const char *arch, *cache_dir;
-  int batch, repeat, hooks, profile, probe, no_cache;
+  int batch, repeat, hooks, profile, probe, no_cache, background_load;
   int n_shapes, lat_h[MAX_SHAPES], lat_w[MAX_SHAPES];
 } bench_options;
 
 static void usage(FILE *out) {
   fprintf(out, "usage: sdprune bench [--arch sd15|sd21|tiny-sd1] [--model PATH] [--batch 2] [--latent 64x64[,32x32...]]\n"
-               "                     [--repeat 3] [--threads N] [--hooks] [--cache-dir DIR]\n\n"
+               "                     [--repeat 3] [--threads N] [--hooks] [--background-load N] [--cache-dir DIR]\n\n"
                "Times batch UNet evaluations (--repeat of them after a warm-up) and compares them with the\n"
                "sgemm rate OpenBLAS reaches on the same run's GEMM shapes of that UNet (convolutions as im2col\n"
                "products, linear layers; attention products are reported apart). Each timed evaluation follows\n"
@@ -47,6 +52,8 @@ static void usage(FILE *out) {
                "  --repeat N        timed evaluations per shape, each after an sgemm calibration (default 3)\n"
                "  --hooks           also time with an FFN hook that accumulates per-neuron sum and sum of squares\n"
                "  --profile         print seconds per operation kind (conv, norm, linear, attention, ...)\n"
+               "  --background-load N  run N busy threads at nice 19 in a child process of its own session\n"
+               "                    for the whole benchmark (a shared node's neighbours; stopped at exit)\n"
                "  --no-weights-cache  convert weights in memory instead of mapping the float32 cache (the\n"
                "                    default keeps one in the cache folder and measures what a second rank adds)\n"
                "  --cache-dir DIR   where the synthesised checkpoint is kept (default $TMPDIR/sdprune-bench)\n");
@@ -302,6 +309,48 @@ static int time_interleaved(sd_unet *u, const gemm_set *dense, int B, int H, int
   return rc;
 }
 
+/* ---- a shared node's neighbours: N busy threads at nice 19 in a child process ---- */
+
+static void *busy_loop(void *arg) {
+  /* Floating-point work on a few registers: it competes for the cores, not for memory bandwidth. */
+  volatile double sink = 0;
+  double a = 1.0, b = 1.0000001;
+  for (;;) {
+    for (int i = 0; i < 1000000; i++) a = a * b + 1e-9;
+    sink = a;
+    if (a > 1e300) a = 1.0;
+  }
+  (void)sink;
+  return arg;
+}
+
+/* Forks the load; returns its pid (0 when N is 0, -1 on failure). The child dies with this process
+ * (PR_SET_PDEATHSIG) even if bench is killed, and is killed by stop_background_load on every return. */
+static pid_t start_background_load(int n) {
+  if (n <= 0) return 0;
+  fflush(NULL);
+  pid_t parent = getpid(), pid = fork();
+  if (pid != 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(0); /* the parent was gone before the line above */
+  /* A session of its own: where the kernel groups scheduling by session (autogroup, as on the CI
+   * machine), nice only ranks threads inside a group, and a neighbour job is another group. */
+  setsid();
+  if (setpriority(PRIO_PROCESS, 0, 19) != 0) _exit(1);
+  for (int i = 1; i < n; i++) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, busy_loop, NULL) != 0) _exit(1);
+  }
+  busy_loop(NULL);
+  _exit(0);
+}
+
+static void stop_background_load(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
 static int ensure_model(bench_options *o, char *path, size_t n) {
   const char *tmp = getenv("TMPDIR");
   char dir[3000];
@@ -327,6 +376,8 @@ static int ensure_model(bench_options *o, char *path, size_t n) {
   }
   return 0;
 }
+
+static int run_bench(bench_options *o);
 
 int cmd_bench(int argc, char **argv) {
   bench_options o = {.arch = "sd15", .batch = 2, .repeat = 3};
@@ -363,6 +414,9 @@ int cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "--batch")) {
       if (sd_cli_int("bench", a, v, 1, 64, &n)) return 2;
       o.batch = (int)n;
+    } else if (!strcmp(a, "--background-load")) {
+      if (sd_cli_int("bench", a, v, 0, 4096, &n)) return 2;
+      o.background_load = (int)n;
     } else if (!strcmp(a, "--repeat")) {
       if (sd_cli_int("bench", a, v, 1, 64, &n)) return 2;
       o.repeat = (int)n;
@@ -376,6 +430,18 @@ int cmd_bench(int argc, char **argv) {
       return 2;
     }
   }
+  pid_t load = start_background_load(o.background_load);
+  if (load < 0) {
+    fprintf(stderr, "sdprune bench: cannot start the background load: %s\n", strerror(errno));
+    return 1;
+  }
+  int status = run_bench(&o);
+  stop_background_load(load);
+  return status;
+}
+
+static int run_bench(bench_options *o_arg) {
+  bench_options o = *o_arg;
   int threads = sd_cli_apply_threads(&o.common, "bench");
   char synth_path[4096], cache_dir[4200];
   if (!o.common.model.path) {
@@ -413,6 +479,12 @@ int cmd_bench(int argc, char **argv) {
   char desc[512];
   sd_unet_config_describe(&unet.cfg, desc, sizeof desc);
   printf("bench: %s, %d threads, model %s loaded in %.1f s\n%s\n", SDPRUNE_VERSION, threads, m->path, sd_now() - t0, desc);
+  double loadavg[1] = {-1};
+  getloadavg(loadavg, 1);
+  printf("node: %ld cores online, load average %.2f at the start; OpenMP wait: %s", sysconf(_SC_NPROCESSORS_ONLN),
+         loadavg[0], sd_omp_wait_policy_describe());
+  if (o.background_load) printf("; background load: %d busy threads at nice 19", o.background_load);
+  printf("\n");
   /* The columns up to peakRSS keep their places (scripts read them); the minima follow. */
   printf("%-10s %5s %9s %9s %10s %9s %9s %9s %9s %9s %9s\n", "latent", "batch", "seconds", "GFLOP", "GFLOP/s", "sgemm",
          "fraction", "peakRSS", "min_s", "sgemm_max", "frac_min");

@@ -5,10 +5,11 @@
  * the end of every parallel region before it sleeps. On a node shared with other jobs a thread of ours
  * that loses its core makes its partner spin those milliseconds at every barrier instead of handing the
  * core to whoever could use it, and the UNet has thousands of barriers per evaluation (every sgemm of
- * OpenBLAS's OpenMP build is a parallel region too). Measured on the 2-core shared node at load 5-6
- * (interleaved, minima/medians in README "Threads and the OpenMP wait policy"): the tiny UNet ran
- * several times slower with the default than with a short spin or passive waiting, and the SD-1.5 UNet
- * lost a third.
+ * OpenBLAS's OpenMP build is a parallel region too). Measured on the 2-core shared node at load 4.5-7
+ * (interleaved; README, "Threads and ranks on a node"), UNet batch 2 at 32x32, median of the run: SD-1.5
+ * 94 s with libgomp's default, 28 s with 10000, 45 s with 1000, 46 s passive; tiny-sd1 1.6-6.6 s with
+ * the default, 0.46-0.59 s with 10000, 0.27-0.32 s with 1000 (its evaluation is mostly barriers).
+ * 10000 keeps a short spin for the quiet node, where waking a sleeping thread costs a few µs per region.
  *
  * Why re-exec: libgomp parses OMP_WAIT_POLICY and GOMP_SPINCOUNT in its constructor, before main, and
  * offers no call that changes the spin count afterwards (omp_set_* cover threads, schedule, nesting).
