@@ -114,6 +114,24 @@ static void test_group_norm(int c, int hw, int groups, int silu) {
   free(x), free(y), free(g), free(b), free(r);
 }
 
+/* The ResBlock's fused form: group_norm_add(x, e) is bit-identical to adding e per channel (in float,
+ * as the separate pass stored it) and then group_norm, in place as the UNet calls it. */
+static void test_group_norm_add(int c, int hw, int groups) {
+  float *x = malloc(sizeof(float) * c * hw), *sum = malloc(sizeof(float) * c * hw), *e = malloc(sizeof(float) * c),
+        *g = malloc(sizeof(float) * c), *b = malloc(sizeof(float) * c);
+  fill(x, (int64_t)c * hw);
+  fill(e, c);
+  fill(g, c);
+  fill(b, c);
+  for (int ch = 0; ch < c; ch++)
+    for (int i = 0; i < hw; i++) sum[ch * hw + i] = x[ch * hw + i] + e[ch];
+  sd_norm n = {.gamma = g, .beta = b, .c = c};
+  sd_group_norm(sum, sum, c, hw, groups, 1e-5f, &n, 1);
+  sd_group_norm_add(x, x, e, c, hw, groups, 1e-5f, &n, 1);
+  CHECK(memcmp(x, sum, sizeof(float) * c * hw) == 0, "group norm with channel add c%d hw%d equals add then norm", c, hw);
+  free(x), free(sum), free(e), free(g), free(b);
+}
+
 int main(void) {
   test_conv(3, 5, 3, 7, 9, 1, 1);
   test_conv(4, 6, 3, 8, 8, 2, 1);
@@ -126,6 +144,8 @@ int main(void) {
   test_attention(77, 77, 2, 16, 1);
   test_group_norm(64, 10, 32, 0);
   test_group_norm(96, 7, 32, 1);
+  test_group_norm_add(64, 100, 32);
+  test_group_norm_add(320, 1024, 32);
 
   /* Nearest resize: exact 2x equals the 2x kernel; 5 -> 9 follows torch's floor(dst * 5/9). */
   {

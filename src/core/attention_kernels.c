@@ -299,7 +299,7 @@ int sd_attention_avx512(float *out, int ldo, const float *q, int ldq, const floa
   {
     /* every task of a head streams all its keys and values: contiguous copies [tk][dh] stay in L2
      * and suit the prefetchers, where rows of k and v a row stride apart came from L3 */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < 2 * heads; t++) {
       int h = t >> 1;
       const float *src = (t & 1 ? v : k) + (int64_t)h * dh;

@@ -19,9 +19,23 @@ void sd_set_threads(int n) {
 
 int sd_get_threads(void) { return omp_get_max_threads(); }
 
+/* Work sharing of the loops below. On a shared node a thread of ours can lose its core for a time
+ * slice; with static schedules its partner then waits at the barrier with its share done, and the
+ * loop takes as long as its slowest thread. The loops are instead cut into chunks of about
+ * CHUNK_FLOATS elements (many more chunks than threads, each still long enough to amortise the
+ * dynamic schedule's atomic) that idle threads take as they come. No loop here reduces across
+ * iterations, so the schedule does not change any result. */
+#define CHUNK_FLOATS 16384
+
+static int rows_per_chunk(int64_t row_floats) {
+  int64_t r = row_floats > 0 ? CHUNK_FLOATS / row_floats : 1;
+  return r < 1 ? 1 : r > (1 << 20) ? (1 << 20) : (int)r;
+}
+
 static void add_bias_rows(float *y, int64_t m, int n, const float *b) {
   if (!b) return;
-#pragma omp parallel for schedule(static)
+  int chunk = rows_per_chunk(n);
+#pragma omp parallel for schedule(dynamic, chunk)
   for (int64_t i = 0; i < m; i++)
     for (int j = 0; j < n; j++) y[i * n + j] += b[j];
 }
@@ -47,7 +61,8 @@ void sd_linear_forward_acc(float *y, const float *x, int64_t m, const sd_linear 
 
 static void im2col_rows(float *col, int64_t ldc, const float *x, int cin, int h, int w, int k, int stride, int pad,
                         int oy_begin, int n_rows, int wo) {
-#pragma omp parallel for collapse(2) schedule(static)
+  int chunk = rows_per_chunk((int64_t)n_rows * wo);
+#pragma omp parallel for collapse(2) schedule(dynamic, chunk)
   for (int ci = 0; ci < cin; ci++) {
     for (int kk = 0; kk < k * k; kk++) {
       int ky = kk / k, kx = kk % k;
@@ -91,7 +106,8 @@ int sd_conv2d_forward(float *y, const float *x, int h, int w, const sd_conv2d *c
 
 /* y[b] (+)= bias + col-product, for images whose columns sit at b·npix in a [cout, B·npix] product. */
 static void scatter_batch(float *y, const float *prod, int B, int cout, int64_t npix, const float *bias, int accumulate) {
-#pragma omp parallel for collapse(2) schedule(static)
+  int chunk = rows_per_chunk(npix);
+#pragma omp parallel for collapse(2) schedule(dynamic, chunk)
   for (int b = 0; b < B; b++)
     for (int co = 0; co < cout; co++) {
       float *dst = y + ((int64_t)b * cout + co) * npix;
@@ -147,7 +163,8 @@ int sd_conv2d_forward_batch(float *y, const float *x, int B, int h, int w, const
     const float *xb = x + (int64_t)b * conv->cin * h * w;
     float *yb = y + (int64_t)b * conv->cout * npix;
     if (conv->b) {
-#pragma omp parallel for schedule(static)
+      int chunk = rows_per_chunk(npix);
+#pragma omp parallel for schedule(dynamic, chunk)
       for (int co = 0; co < conv->cout; co++) {
         float *row = yb + co * npix;
         if (accumulate)
@@ -175,33 +192,49 @@ int sd_conv2d_forward_batch(float *y, const float *x, int B, int h, int w, const
 }
 
 void sd_group_norm(float *y, const float *x, int c, int64_t hw, int groups, float eps, const sd_norm *n, int silu) {
+  sd_group_norm_add(y, x, NULL, c, hw, groups, eps, n, silu);
+}
+
+void sd_group_norm_add(float *y, const float *x, const float *channel_add, int c, int64_t hw, int groups, float eps,
+                       const sd_norm *n, int silu) {
   int cpg = c / groups;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1) /* 32 groups of cpg·hw floats each */
   for (int g = 0; g < groups; g++) {
     const float *xg = x + (int64_t)g * cpg * hw;
-    int64_t count = (int64_t)cpg * hw;
     double sum = 0, sq = 0;
-    for (int64_t i = 0; i < count; i++) sum += xg[i];
+    /* v = x + add rounded to float first, as the separate addition stored it */
+    for (int ci = 0; ci < cpg; ci++) {
+      float a = channel_add ? channel_add[g * cpg + ci] : 0.0f;
+      const float *src = xg + (int64_t)ci * hw;
+      for (int64_t i = 0; i < hw; i++) sum += (float)(src[i] + a);
+    }
+    int64_t count = (int64_t)cpg * hw;
     double mean = sum / (double)count;
-    for (int64_t i = 0; i < count; i++) {
-      double d = xg[i] - mean;
-      sq += d * d;
+    for (int ci = 0; ci < cpg; ci++) {
+      float a = channel_add ? channel_add[g * cpg + ci] : 0.0f;
+      const float *src = xg + (int64_t)ci * hw;
+      for (int64_t i = 0; i < hw; i++) {
+        double d = (float)(src[i] + a) - mean;
+        sq += d * d;
+      }
     }
     float inv = (float)(1.0 / sqrt(sq / (double)count + eps));
     float fmean = (float)mean;
     for (int ci = 0; ci < cpg; ci++) {
       int ch = g * cpg + ci;
+      float a = channel_add ? channel_add[ch] : 0.0f;
       float scale = inv * n->gamma[ch], shift = n->beta[ch];
       const float *src = xg + (int64_t)ci * hw;
       float *dst = y + (int64_t)ch * hw;
-      for (int64_t i = 0; i < hw; i++) dst[i] = (src[i] - fmean) * scale + shift;
+      for (int64_t i = 0; i < hw; i++) dst[i] = ((float)(src[i] + a) - fmean) * scale + shift;
       if (silu) sd_silu_vec(dst, dst, hw);
     }
   }
 }
 
 void sd_layer_norm(float *y, const float *x, int64_t t, int c, float eps, const sd_norm *n) {
-#pragma omp parallel for schedule(static)
+  int chunk = rows_per_chunk(c);
+#pragma omp parallel for schedule(dynamic, chunk)
   for (int64_t i = 0; i < t; i++) {
     const float *row = x + i * c;
     float *out = y + i * c;
@@ -218,23 +251,24 @@ void sd_layer_norm(float *y, const float *x, int64_t t, int c, float eps, const 
 }
 
 void sd_silu_inplace(float *x, int64_t n) {
-  const int64_t chunk = 16384;
-#pragma omp parallel for schedule(static)
+  const int64_t chunk = CHUNK_FLOATS;
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < n; i += chunk) sd_silu_vec(x + i, x + i, n - i < chunk ? n - i : chunk);
 }
 
 void sd_gelu_inplace(float *x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, CHUNK_FLOATS)
   for (int64_t i = 0; i < n; i++) x[i] = sd_gelu_erf(x[i]);
 }
 
 void sd_quick_gelu_inplace(float *x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, CHUNK_FLOATS)
   for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
 void sd_geglu(float *out, const float *in, int64_t t, int inner) {
-#pragma omp parallel for schedule(static)
+  int chunk = rows_per_chunk(3 * (int64_t)inner);
+#pragma omp parallel for schedule(dynamic, chunk)
   for (int64_t i = 0; i < t; i++) {
     const float *a = in + i * 2 * inner;
     sd_geglu_row(out + i * inner, a, a + inner, inner);
@@ -288,7 +322,8 @@ int sd_attention(float *out, int ldo, const float *q, int ldq, const float *k, c
 }
 
 void sd_upsample_nearest2x(float *y, const float *x, int c, int h, int w) {
-#pragma omp parallel for schedule(static)
+  int chunk = rows_per_chunk(5 * (int64_t)h * w);
+#pragma omp parallel for schedule(dynamic, chunk)
   for (int ch = 0; ch < c; ch++) {
     const float *src = x + (int64_t)ch * h * w;
     float *dst = y + (int64_t)ch * 4 * h * w;
@@ -308,7 +343,8 @@ void sd_upsample_nearest(float *y, const float *x, int c, int h, int w, int oh, 
   /* torch's nearest_idx for an output size: floor(dst · (in / out)) in float, clamped (exact halving
    * and identity use dst >> 1 and dst). */
   float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
-#pragma omp parallel for schedule(static)
+  int chunk = rows_per_chunk((int64_t)oh * ow + (int64_t)h * w);
+#pragma omp parallel for schedule(dynamic, chunk)
   for (int ch = 0; ch < c; ch++) {
     const float *src = x + (int64_t)ch * h * w;
     float *dst = y + (int64_t)ch * oh * ow;
@@ -326,7 +362,7 @@ void sd_upsample_nearest(float *y, const float *x, int c, int h, int w, int oh, 
 
 void sd_transpose(float *y, const float *x, int64_t rows, int64_t cols) {
   const int64_t tile = 32;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 8)
   for (int64_t r0 = 0; r0 < rows; r0 += tile)
     for (int64_t c0 = 0; c0 < cols; c0 += tile)
       for (int64_t r = r0; r < r0 + tile && r < rows; r++)

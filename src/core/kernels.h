@@ -46,6 +46,11 @@ static inline int sd_conv_out_size(int n, int k, int stride, int pad) { return (
 /* GroupNorm over one image x[c, hw] (torch semantics: biased variance, per-group statistics),
  * written to y (may alias x); silu != 0 applies SiLU after the affine transform. */
 void sd_group_norm(float *y, const float *x, int c, int64_t hw, int groups, float eps, const sd_norm *n, int silu);
+
+/* The same on x[c, hw] + channel_add[c] (each sum rounded to float, as a separate addition would
+ * store it), in one pass fewer and one parallel region fewer; channel_add may be NULL. */
+void sd_group_norm_add(float *y, const float *x, const float *channel_add, int c, int64_t hw, int groups, float eps,
+                       const sd_norm *n, int silu);
 /* LayerNorm over the last dimension: y[t, c] = LN(x[t, c]). y may alias x. */
 void sd_layer_norm(float *y, const float *x, int64_t t, int c, float eps, const sd_norm *n);
 

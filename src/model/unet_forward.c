@@ -89,13 +89,10 @@ static int resblock_forward(fwd_ctx *f, const sd_unet_resblock *r, const float *
     t_group_norm(f, a + (int64_t)b * r->cin * hw, in + (int64_t)b * r->cin * hw, r->cin, hw, u->cfg.norm_eps,
                  &r->in_norm, 1);
   if (t_conv(f, c1, a, B, h, w, &r->in_conv, 1, 1, 0) != 0) return -1;
-  for (int b = 0; b < B; b++) {
+  for (int b = 0; b < B; b++) { /* out_layers(h + emb_out[:, :, None, None]): the addition inside the norm */
     float *cb = c1 + (int64_t)b * r->cout * hw;
-    const float *e = emb_out + (int64_t)b * r->cout;
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < r->cout; c++)
-      for (int64_t i = 0; i < hw; i++) cb[c * hw + i] += e[c];
-    t_group_norm(f, cb, cb, r->cout, hw, u->cfg.norm_eps, &r->out_norm, 1);
+    TIMED(f, SD_PROF_NORM, sd_group_norm_add(cb, cb, emb_out + (int64_t)b * r->cout, r->cout, hw, u->cfg.norm_groups,
+                                             u->cfg.norm_eps, &r->out_norm, 1));
   }
   if (r->skip.w) {
     if (t_conv(f, out, in, B, h, w, &r->skip, 1, 0, 0) != 0) return -1;
@@ -159,7 +156,7 @@ static int tblock_forward(fwd_ctx *f, const sd_unet_transformer *st, const sd_un
   if (tb->hook_attn2) {
     t_linear(f, n, a, BT, &tb->attn2_out);
     TIMED(f, SD_PROF_HOOKS, hook(f, tb, SD_HOOK_ATTN2_OUT, n, T, dim));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16384)
     for (int64_t i = 0; i < BT * dim; i++)
       x[i] += n[i];
   } else {
@@ -197,7 +194,7 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)T, dim, C, 1.0f, g, (int)T, st->proj_in.w, C, 0.0f, tb,
                 dim);
     if (st->proj_in.b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
       for (int64_t i = 0; i < T; i++)
         for (int j = 0; j < dim; j++)
           tb[i * dim + j] += st->proj_in.b[j];
@@ -211,7 +208,7 @@ static int transformer_forward(fwd_ctx *f, const sd_unet_transformer *st, float 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, (int)T, dim, 1.0f, st->proj_out.w, dim,
                 tokens + (int64_t)b * T * dim, dim, 1.0f, xb, (int)T);
     if (st->proj_out.b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
       for (int c = 0; c < C; c++)
         for (int64_t i = 0; i < T; i++)
           xb[c * T + i] += st->proj_out.b[c];
