@@ -25,8 +25,10 @@
 #define DEFAULTED_VAR "SDPRUNE_OMP_DEFAULTED"
 
 void sd_omp_default_wait_policy(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; /* the user's choice, or ours after the exec */
-  if (setenv("GOMP_SPINCOUNT", SD_OMP_DEFAULT_SPINCOUNT, 1) != 0 || setenv(DEFAULTED_VAR, "1", 1) != 0) return;
+  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+    return; /* the user's choice, or ours after the exec */
+  if (setenv("GOMP_SPINCOUNT", SD_OMP_DEFAULT_SPINCOUNT, 1) != 0 || setenv(DEFAULTED_VAR, "1", 1) != 0)
+    return;
   execv("/proc/self/exe", argv);
   /* No /proc (or no exec permission): carry on under libgomp's default, and do not claim ours. */
   unsetenv("GOMP_SPINCOUNT");
@@ -37,9 +39,13 @@ const char *sd_omp_wait_policy_describe(void) {
   static char line[160];
   const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
   const char *who = getenv(DEFAULTED_VAR) ? "sdprune default" : "user";
-  if (policy && spin) snprintf(line, sizeof line, "OMP_WAIT_POLICY=%.40s GOMP_SPINCOUNT=%.40s (%s)", policy, spin, who);
-  else if (policy) snprintf(line, sizeof line, "OMP_WAIT_POLICY=%.40s (%s)", policy, who);
-  else if (spin) snprintf(line, sizeof line, "GOMP_SPINCOUNT=%.40s (%s)", spin, who);
-  else snprintf(line, sizeof line, "libgomp default (spin 300000, then sleep)");
+  if (policy && spin)
+    snprintf(line, sizeof line, "OMP_WAIT_POLICY=%.40s GOMP_SPINCOUNT=%.40s (%s)", policy, spin, who);
+  else if (policy)
+    snprintf(line, sizeof line, "OMP_WAIT_POLICY=%.40s (%s)", policy, who);
+  else if (spin)
+    snprintf(line, sizeof line, "GOMP_SPINCOUNT=%.40s (%s)", spin, who);
+  else
+    snprintf(line, sizeof line, "libgomp default (spin 300000, then sleep)");
   return line;
 }
