@@ -33,7 +33,7 @@ def make_pool(unet, cond_all, unc, n, steps, guidance, g):
         xs.append(x)
     X = torch.stack(xs[:-1], 1)  # [n, steps, ...] inputs at t_i
     T = torch.tensor(ts)[None].expand(n, -1)
-    P = pi[:, None].expand(n, -1)
+    P = pi[:, None].expand(n, len(ts))
     return X.reshape(-1, 4, 4, 4), T.reshape(-1), P.reshape(-1)
 
 
@@ -42,7 +42,7 @@ def main():
     ap.add_argument("base")
     ap.add_argument("out")
     ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--pool", type=int, default=64)

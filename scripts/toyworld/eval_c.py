@@ -9,7 +9,7 @@ from common import WORK, SDPRUNE, wilson
 import prompts, world
 from train_classifier import load_classifier, classify
 
-STEPS, GUIDANCE = 25, 7.5
+STEPS, GUIDANCE = 20, 7.5
 
 
 def generate(model, unet, csv_path, out_dir, steps, guidance, threads=1):
@@ -26,7 +26,7 @@ def generate(model, unet, csv_path, out_dir, steps, guidance, threads=1):
 def read_pngs(out_dir, n):
     imgs = []
     for i in range(n):
-        f = glob.glob(os.path.join(out_dir, f"{i:05d}_seed*_0.png"))
+        f = glob.glob(os.path.join(out_dir, f"{i:05d}_seed*.png"))
         assert len(f) == 1, (out_dir, i, f)
         imgs.append(np.asarray(Image.open(f[0]).convert("RGB")))
     return np.stack(imgs)

@@ -13,14 +13,15 @@ if __name__ == "__main__":
     ck = torch.load(f"{WORK}/sd_ckpt.pt")
     tok = world.Tokenizer()
     unet, text = build(tok)
-    unet.load_state_dict(ck["ema_unet"])
-    text.load_state_dict(ck["ema_text"])
+    which = "" if "--raw" in sys.argv else "ema_"  # --raw: the trained weights instead of their EMA
+    unet.load_state_dict(ck[which + "unet"])
+    text.load_state_dict(ck[which + "text"])
     vae = nets.AutoencoderKL(**VAE_CFG)
     vae.load_state_dict(torch.load(f"{WORK}/vae.pt"))
     scale = torch.load(f"{WORK}/latents.pt")["scale"]
     drop = "--drop-encoder" in sys.argv
     s = export.export_base(out, unet.eval(), text.eval(), vae.eval(), scale,
-                           {"training": {"steps": ck["step"], "unet_text_cpu_min": round(ck["cpu_min"], 2)}}, drop_encoder=drop)
+                           {"training": {"steps": ck["step"], "unet_text_cpu_min": round(ck["cpu_min"], 2), "weights": which or "raw"}}, drop_encoder=drop)
     u2, t2, v2, sc2, cfg = export.load_base(out)
     prompts = world.all_training_captions()[:200]
     with torch.no_grad():

@@ -18,7 +18,7 @@ $py make_data.py 12000
 $py train_classifier.py
 $py train_vae.py 5
 $py train_sd.py "$minutes"            # resumes from $w/sd_ckpt.pt if present
-$py export_model.py "$root/jobs/toyworld/base.safetensors"
+$py export_model.py "$root/jobs/toyworld/base.safetensors" --raw --drop-encoder
 $py esd.py "$root/jobs/toyworld/base.safetensors" "$root/jobs/toyworld/esd-u-triangle.safetensors"
 $py train_judge.py 4 "$root/jobs/toyworld/judge-clip.safetensors"
 $py prompts.py "$root/jobs/toyworld/prompts"

@@ -7,7 +7,9 @@ def load(name):
     return json.load(open(p)) if os.path.exists(p) else None
 
 if __name__ == "__main__":
-    b, e = load("eval_base.json"), load("eval_esd.json")
+    import sys
+    tags = sys.argv[1:] or ["base", "esd"]
+    b, e = load(f"eval_{tags[0]}.json"), load(f"eval_{tags[1]}.json")
     print(f"DDIM {b['steps']} steps, guidance {b['guidance']}, 16x16, one image per row (seed = the row's evaluation_seed), "
           f"judged by the plain classifier; 95% Wilson intervals.\n")
     print("| set | shape counted | N | base rate [95% CI] | ESD-u rate [95% CI] | change |")

@@ -10,6 +10,21 @@ from common import WORK, Timer, log, alphas_cumprod, ddim_sample
 import nets, world
 
 LOG = f"{WORK}/sd.log"
+# CPU-minute from which half of each batch is drawn at t >= 400 (the first run switched at 22)
+T_MIX_FROM = float(os.environ.get("T_MIX_FROM", 0.0))
+# CPU-minute from which the loss is weighted towards high t (the first run switched at 27)
+W_FROM = float(os.environ.get("W_FROM", 0.0))
+# CPU-minute from which the auxiliary shape probe on the context is on (the first run switched at 31)
+AUX_FROM = float(os.environ.get("AUX_FROM", 0.0))
+AUX = []
+
+
+def shape_named(caption):
+    words = f" {caption} "
+    for i, s in enumerate(world.SHAPES):
+        if any(f" {w} " in words for w in world.SYNONYMS[s]):
+            return i
+    return len(world.SHAPES)
 CKPT = f"{WORK}/sd_ckpt.pt"
 
 
@@ -56,13 +71,21 @@ def main():
     unet, text = build(tok)
     ema_u, ema_t = copy.deepcopy(unet), copy.deepcopy(text)
     params = list(unet.parameters()) + list(text.parameters())
-    opt = torch.optim.Adam(params, 1e-3)
+    aux = torch.nn.Linear(64, len(world.SHAPES) + 1)
+    AUX.append(aux)
+    opt = torch.optim.Adam(params + list(aux.parameters()), 1e-3)
     step, cpu_done, next_eval = 0, 0.0, eval_every
     if os.path.exists(CKPT):
         ck = torch.load(CKPT)
         unet.load_state_dict(ck["unet"]); text.load_state_dict(ck["text"])
         ema_u.load_state_dict(ck["ema_unet"]); ema_t.load_state_dict(ck["ema_text"])
-        opt.load_state_dict(ck["opt"])
+        if "aux" in ck:
+            aux.load_state_dict(ck["aux"])
+            opt.load_state_dict(ck["opt"])
+        else:  # checkpoint from before the probe: keep the moments of the old parameters
+            o = ck["opt"]
+            o["param_groups"][0]["params"] = list(range(len(params) + 2))
+            opt.load_state_dict(o)
         step, cpu_done, next_eval = ck["step"], ck["cpu_min"], ck.get("next_eval", eval_every)
         g.set_state(ck["gen"]); rng.bit_generator.state = ck["rng"]
         log(LOG, f"resumed at step {step}, {cpu_done:.2f} CPU-min")
@@ -94,14 +117,29 @@ def main():
             caps.append(cap)
             idx.extend(rng.choice(groups[k], 4, replace=False))
         ids = torch.tensor([id_cache.setdefault(c, tok(c)) for c in caps])
-        ctx = text(ids).repeat_interleave(4, 0)
+        ctx16 = text(ids)
+        ctx = ctx16.repeat_interleave(4, 0)
         idx = torch.tensor(idx)
         z0 = (M[idx] + torch.exp(0.5 * LV[idx]) * torch.randn(M[idx].shape, generator=g)) * scale
         t = torch.randint(0, 1000, (64,), generator=g)
+        if cpu >= T_MIX_FROM:  # half of the batch at t >= 400, where the shape is decided
+            hi = torch.randint(400, 1000, (64,), generator=g)
+            t = torch.where(torch.rand(64, generator=g) < 0.5, hi, t)
         noise = torch.randn(z0.shape, generator=g)
         a = ac[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(unet(xt, t, ctx), noise)
+        if cpu >= W_FROM:
+            # weight 1 + min((1 - a) / a, 10): the eps loss barely sees the x0 error at high t, where the
+            # sampler decides the shape; this adds an x0-like term there (capped)
+            w = 1 + ((1 - a) / a).clamp(max=10.0)
+            loss = (w * (unet(xt, t, ctx) - noise) ** 2).mean() / w.mean()
+        else:
+            loss = F.mse_loss(unet(xt, t, ctx), noise)
+        if cpu >= AUX_FROM:
+            # auxiliary probe (training only, not exported): the shape named by the caption (or none)
+            # must be readable from the mean context, so the shape tokens leave a mark the UNet can use
+            want = torch.tensor([shape_named(c) for c in caps])
+            loss = loss + 0.1 * F.cross_entropy(aux(ctx16.mean(1)), want)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -128,7 +166,7 @@ def main():
 
 
 def save(unet, text, ema_u, ema_t, opt, step, cpu, next_eval, g, rng):
-    torch.save({"unet": unet.state_dict(), "text": text.state_dict(), "ema_unet": ema_u.state_dict(),
+    torch.save({"aux": AUX[0].state_dict() if AUX else None, "unet": unet.state_dict(), "text": text.state_dict(), "ema_unet": ema_u.state_dict(),
                 "ema_text": ema_t.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_min": cpu,
                 "next_eval": next_eval, "gen": g.get_state(), "rng": rng.bit_generator.state}, CKPT + ".tmp")
     os.replace(CKPT + ".tmp", CKPT)
