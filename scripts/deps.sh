@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcyaml-dev libyaml-dev
   libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
-  python3 python3-numpy python3-h5py python3-pandas)
+  python3 python3-numpy python3-h5py python3-pandas python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
