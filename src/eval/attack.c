@@ -45,6 +45,18 @@ static void hash_str(sd_sha256_ctx *h, const char *key, const char *v) {
   sd_sha256_update(h, "\n", 1);
 }
 
+/* A mask's bytes, when the file exists: a run whose mask changed (another ratio, new statistics) must not
+ * resume from images made with the old one. A rerun of the mask stage writes the same bytes. Statistics
+ * files are named, not hashed: they are large, and a resumed `run` rewrites them with new times. */
+static void hash_file(sd_sha256_ctx *h, const char *path) {
+  uint8_t d[32];
+  char hex[65] = "";
+  sd_error err;
+  if (path && sd_is_file(path) && sd_sha256_file(path, d, &err) == 0)
+    sd_sha256_hex(d, hex);
+  hash_str(h, "sha256", hex);
+}
+
 /* Everything that decides an item's image and judgement; resuming under another plan would mix results. */
 static void plan_hash(sd_attack_plan *p, const sd_job *job) {
   sd_sha256_ctx h;
@@ -61,6 +73,7 @@ static void plan_hash(sd_attack_plan *p, const sd_job *job) {
     hash_str(&h, "unet", p->models[m].unet);
     hash_str(&h, "text_encoder", p->models[m].text_encoder);
     hash_str(&h, "mask", p->models[m].mask);
+    hash_file(&h, p->models[m].mask);
   }
   for (int s = 0; s < p->n_sets; s++) {
     hash_str(&h, "set", p->sets[s].name);
@@ -74,6 +87,7 @@ static void plan_hash(sd_attack_plan *p, const sd_job *job) {
   hash_str(&h, "threshold", buf);
   hash_str(&h, "reference", p->reference_stats);
   hash_str(&h, "reactivation_mask", p->reactivation_mask);
+  hash_file(&h, p->reactivation_mask);
   for (int64_t i = 0; i < p->n_items; i++) {
     const sd_attack_item *it = &p->items[i];
     snprintf(buf, sizeof buf, "%d %d %d %llu %.17g %d %d", it->model, it->set, it->row, (unsigned long long)it->seed,
