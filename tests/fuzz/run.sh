@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer harness of tests/fuzz for a bounded time and prints executions and crashes per harness.
+#   tests/fuzz/run.sh [SECONDS] [HARNESS...]      SECONDS per harness (default 10), all harnesses by default
+# Environment: FUZZ_BUILD (build folder, default build-fuzz; configured with clang and SDPRUNE_FUZZ=ON and built
+# when missing), FUZZ_JOBS (build parallelism, 2), FUZZ_ARGS (extra libFuzzer options, e.g. -max_len=65536).
+# Inputs that found new coverage go to FUZZ_BUILD/fuzz-work/NAME (kept between runs: longer runs resume from
+# them), crashes to FUZZ_BUILD/fuzz-crashes/NAME/; a crash input belongs in tests/fuzz/regress/NAME/ once the
+# reader is fixed. Exit status 1 when any harness crashed. The harnesses run one at a time on one thread.
+set -u
+cd "$(dirname "$0")/../.."
+SECONDS_EACH=${1:-10}
+shift || true
+BUILD=${FUZZ_BUILD:-build-fuzz}
+HARNESSES=${*:-safetensors torch_zip pickle config ldm_yaml job tokenizer_load tokenizer_encode prompt_csv stats_h5 mask_h5 h5_edit scores_csv}
+
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  CC=clang cmake -S . -B "$BUILD" -DSDPRUNE_FUZZ=ON -DSDPRUNE_BUILD_MPI=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 2
+fi
+cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" --target fuzz >/dev/null || { echo "build of the fuzz targets failed" >&2; exit 2; }
+
+# Large seeds (real checkpoints, the whole prompt files, the CLIP vocabulary): built once, never checked in.
+SEEDS=$BUILD/fuzz-seeds
+if [ ! -d "$SEEDS" ]; then
+  python3 tests/fuzz/make_seeds.py large "$SEEDS" "${SDPRUNE_SHARED:-../shared}" || mkdir -p "$SEEDS"
+fi
+
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+crashed=0
+printf '%-18s %12s %10s %8s %8s  %s\n' harness executions exec/s corpus crashes result
+for name in $HARNESSES; do
+  bin=$BUILD/tests/fuzz/fuzz_$name
+  work=$BUILD/fuzz-work/$name
+  crashes=$BUILD/fuzz-crashes/$name
+  log=$BUILD/fuzz-logs/$name.log
+  mkdir -p "$work" "$crashes" "$(dirname "$log")"
+  dict=tests/fuzz/dict/$name.dict
+  dict_arg=()
+  [ -f "$dict" ] && dict_arg=(-dict="$dict")
+  dirs=("$work" "tests/fuzz/corpus/$name")
+  [ -d "tests/fuzz/regress/$name" ] && dirs+=("tests/fuzz/regress/$name")
+  [ -d "$SEEDS/$name" ] && dirs+=("$SEEDS/$name")
+  # Small inputs run faster; the HDF5 seeds need more room. Raw HDF5 bytes run in a child process that is
+  # restarted past libhdf5's hangs on damaged files (README.md), counted apart from crashes.
+  max_len=16384
+  mode=()
+  case $name in
+    stats_h5 | mask_h5) max_len=65536 mode=(-fork=1 -ignore_timeouts=1) ;;
+  esac
+  before=$(ls "$crashes" | grep -vc '^timeout-')
+  hangs_before=$(ls "$crashes" | grep -c '^timeout-')
+  # shellcheck disable=SC2086
+  "$bin" "${mode[@]}" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=3072 -malloc_limit_mb=2048 -print_final_stats=1 \
+    -max_len="$max_len" -artifact_prefix="$crashes/" "${dict_arg[@]}" ${FUZZ_ARGS:-} "${dirs[@]}" >"$log" 2>&1
+  rc=$?
+  after=$(ls "$crashes" | grep -vc '^timeout-')
+  hangs=$(($(ls "$crashes" | grep -c '^timeout-') - hangs_before))
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  if [ -z "$execs" ]; then # fork mode: "#N: cov: .. corp: .. exec/s: R .."
+    execs=$(grep -o '^#[0-9]*:' "$log" | tail -1 | tr -d '#:')
+    rate=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | sed 's/exec.s: //')
+  fi
+  units=$(grep -o 'corp: [0-9]*' "$log" | tail -1 | sed 's/corp: //')
+  result=ok
+  [ "$hangs" -gt 0 ] && result="ok ($hangs libhdf5 hang(s) skipped: timeout-* in $crashes)"
+  if { [ $rc -ne 0 ] && [ ${#mode[@]} -eq 0 ]; } || [ "$after" -gt "$before" ]; then
+    result="CRASH (rc $rc; see $log)"
+    crashed=1
+  fi
+  printf '%-18s %12s %10s %8s %8s  %s\n' "$name" "${execs:-?}" "${rate:-?}" "${units:-?}" $((after - before)) "$result"
+done
+exit $crashed
