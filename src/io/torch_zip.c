@@ -100,6 +100,16 @@ static uint64_t hash_key(const char *s) {
   return h;
 }
 
+/* A storage reference says how many elements of its dtype the entry holds; every reference must agree with the
+ * entry's size, not only the first one read: the bounds of a tensor's view are checked against that count. */
+static int check_storage_size(reader *r, const pk_value *st, const char *tensor, size_t nbytes) {
+  size_t esize = sd_dtype_size(st->dtype);
+  if ((uint64_t)st->numel > SIZE_MAX / esize || (size_t)st->numel * esize != nbytes)
+    return sd_fail(r->err, "%s: storage '%s' (tensor '%s') should hold %lld %s elements but its entry has %zu bytes",
+                   r->path, st->s, tensor, (long long)st->numel, sd_dtype_name(st->dtype), nbytes);
+  return 0;
+}
+
 /* The bytes of storage `st`, read once per key and owned by the store. */
 static int get_storage(reader *r, const pk_value *st, const char *tensor, loaded_storage **out) {
   if (r->cache_used * 2 >= r->cache_size) {
@@ -120,7 +130,7 @@ static int get_storage(reader *r, const pk_value *st, const char *tensor, loaded
   while (r->cache[k].key) {
     if (strcmp(r->cache[k].key, st->s) == 0) {
       *out = &r->cache[k];
-      return 0;
+      return check_storage_size(r, st, tensor, r->cache[k].nbytes);
     }
     k = (k + 1) & (r->cache_size - 1);
   }
@@ -136,11 +146,9 @@ static int get_storage(reader *r, const pk_value *st, const char *tensor, loaded
                      st->s, name);
     return -1;
   }
-  size_t esize = sd_dtype_size(st->dtype);
-  if ((uint64_t)st->numel > SIZE_MAX / esize || (size_t)st->numel * esize != nbytes) {
+  if (check_storage_size(r, st, tensor, nbytes)) {
     free(buf);
-    return sd_fail(r->err, "%s: storage '%s' (tensor '%s') should hold %lld %s elements but its entry has %zu bytes",
-                   r->path, st->s, tensor, (long long)st->numel, sd_dtype_name(st->dtype), nbytes);
+    return -1;
   }
   if (sd_store_own(r->store, buf, r->err)) return -1;
   r->cache[k] = (loaded_storage){st->s, buf, nbytes};
@@ -187,6 +195,14 @@ static int add_tensor(reader *r, const char *name, const pk_value *t) {
   }
   const unsigned char *base = ls->data + (size_t)t->offset * esize;
   if (contiguous) return sd_store_add(r->store, name, st->dtype, t->ndim, t->size, base, nbytes, r->err);
+  /* A copy counts against the zip-bomb budget: a view with stride 0 can claim any number of elements of a
+   * one-element storage (and numel * esize can wrap around). */
+  uint64_t limit = r->file_size * MAX_EXPANSION;
+  if ((uint64_t)numel > limit / esize || (uint64_t)numel * esize > limit - r->expanded)
+    return sd_fail(r->err, "%s: tensor '%s' %s is a strided view of %lld elements, more than a %llu-byte file can hold (malformed?)",
+                   r->path, name, sd_shape_str(t->size, t->ndim, sbuf, sizeof sbuf), (long long)numel,
+                   (unsigned long long)r->file_size);
+  r->expanded += nbytes;
   unsigned char *copy = sd_malloc(nbytes, r->err);
   if (!copy || sd_store_own(r->store, copy, r->err)) return -1;
   int64_t idx[SD_MAX_DIMS] = {0};
