@@ -68,12 +68,33 @@ static int get_int_list(json_t *obj, const char *key, int *out, int n, int *coun
   return -1;
 }
 
+/* Bounds far above any real UNet (SD: 320 channels x 1-4, 2-3 res blocks, depth 1-10, context 768-2048) that keep
+ * every product of them (4 * model_channels, channels x mult, block counts) inside an int and the module tree that
+ * sd_unet_init allocates small, whatever numbers a config file holds. */
+#define UNET_MAX_CHANNELS (1 << 16)
+#define UNET_MAX_BLOCKS 64
+
 static int check_config(const sd_unet_config *c, sd_error *err) {
   if (c->n_levels < 1 || c->n_levels > SD_UNET_MAX_LEVELS) return sd_fail(err, "unet config: %d levels (1..%d allowed)", c->n_levels, SD_UNET_MAX_LEVELS);
   if (c->model_channels <= 0 || c->in_channels <= 0 || c->out_channels <= 0) return sd_fail(err, "unet config: channel counts must be positive");
   if (c->context_dim <= 0) return sd_fail(err, "unet config: context_dim must be positive");
-  for (int l = 0; l < c->n_levels; l++)
+  if (c->model_channels > UNET_MAX_CHANNELS || c->in_channels > UNET_MAX_CHANNELS || c->out_channels > UNET_MAX_CHANNELS ||
+      c->context_dim > UNET_MAX_CHANNELS)
+    return sd_fail(err, "unet config: channel counts and context_dim must be at most %d", UNET_MAX_CHANNELS);
+  if (c->norm_groups <= 0) return sd_fail(err, "unet config: norm_num_groups must be positive");
+  for (int l = 0; l < c->n_levels; l++) {
     if (c->channel_mult[l] <= 0 || c->num_res_blocks[l] <= 0) return sd_fail(err, "unet config: level %d has no channels or res blocks", l);
+    if (c->channel_mult[l] > UNET_MAX_CHANNELS / c->model_channels || c->num_res_blocks[l] > UNET_MAX_BLOCKS ||
+        c->transformer_depth[l] < 0 || c->transformer_depth[l] > UNET_MAX_BLOCKS)
+      return sd_fail(err, "unet config: level %d: %d x %d channels, %d res blocks, transformer depth %d (at most %d channels, %d blocks)",
+                     l, c->model_channels, c->channel_mult[l], c->num_res_blocks[l], c->transformer_depth[l],
+                     UNET_MAX_CHANNELS, UNET_MAX_BLOCKS);
+    if (c->model_channels * c->channel_mult[l] % c->norm_groups != 0)
+      return sd_fail(err, "unet config: level %d has %d channels, not a multiple of norm_num_groups %d", l,
+                     c->model_channels * c->channel_mult[l], c->norm_groups);
+  }
+  if (c->middle_depth < 0 || c->middle_depth > UNET_MAX_BLOCKS)
+    return sd_fail(err, "unet config: transformer depth %d of the middle block (0..%d allowed)", c->middle_depth, UNET_MAX_BLOCKS);
   return 0;
 }
 

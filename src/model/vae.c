@@ -4,6 +4,7 @@
 #include "model/vae.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "io/store_view.h"
 
 #define VAE_GROUPS 32
+#define VAE_MAX_CHANNELS (1 << 16)
 
 /* ---------------------------------------------------------------- configuration */
 
@@ -69,7 +71,7 @@ static int json_int_field(json_t *root, const char *key, int fallback, int *out,
     *out = fallback;
     return 0;
   }
-  if (!json_is_integer(v) || json_integer_value(v) <= 0)
+  if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > INT_MAX)
     return sd_fail(err, "\"%s\" is not a positive integer", key);
   *out = (int)json_integer_value(v);
   return 0;
@@ -117,7 +119,7 @@ int sd_vae_config_from_diffusers_json(const char *json_text, sd_vae_config *cfg,
   int chans[SD_VAE_MAX_LEVELS] = {64};
   for (int i = 0; boc && i < n; i++) {
     json_t *c = json_array_get(boc, (size_t)i);
-    if (!json_is_integer(c) || json_integer_value(c) <= 0) {
+    if (!json_is_integer(c) || json_integer_value(c) <= 0 || json_integer_value(c) > INT_MAX) {
       sd_fail(err, "diffusers VAE config: block_out_channels[%d] is not a positive integer", i);
       goto done;
     }
@@ -142,7 +144,7 @@ int sd_vae_config_from_diffusers_json(const char *json_text, sd_vae_config *cfg,
     sd_fail_prefix(err, "diffusers VAE config");
     goto done;
   }
-  if (cfg->num_res_blocks + 1 > SD_VAE_MAX_BLOCKS) {
+  if (cfg->num_res_blocks > SD_VAE_MAX_BLOCKS - 1) {
     sd_fail(err, "diffusers VAE config: layers_per_block %d exceeds %d", cfg->num_res_blocks, SD_VAE_MAX_BLOCKS - 1);
     goto done;
   }
@@ -197,7 +199,7 @@ int sd_vae_config_from_ldm_json(const char *json_text, sd_vae_config *cfg, sd_er
   cfg->n_levels = n;
   for (int i = 0; i < n; i++) {
     json_t *m = json_array_get(mult, (size_t)i);
-    if (!json_is_integer(m) || json_integer_value(m) <= 0) {
+    if (!json_is_integer(m) || json_integer_value(m) <= 0 || json_integer_value(m) > INT_MAX) {
       sd_fail(err, "ldm VAE config: ch_mult[%d] is not a positive integer", i);
       goto done;
     }
@@ -402,12 +404,19 @@ static void ld_encoder(vae_loader *ld, sd_vae_encoder *enc, const sd_vae_config 
 static int check_config(const sd_vae_config *cfg, sd_error *err) {
   if (cfg->n_levels < 1 || cfg->n_levels > SD_VAE_MAX_LEVELS)
     return sd_fail(err, "VAE config: n_levels %d out of range 1..%d", cfg->n_levels, SD_VAE_MAX_LEVELS);
-  if (cfg->num_res_blocks < 1 || cfg->num_res_blocks + 1 > SD_VAE_MAX_BLOCKS)
+  if (cfg->num_res_blocks < 1 || cfg->num_res_blocks > SD_VAE_MAX_BLOCKS - 1)
     return sd_fail(err, "VAE config: num_res_blocks %d out of range 1..%d", cfg->num_res_blocks, SD_VAE_MAX_BLOCKS - 1);
   if (cfg->ch <= 0 || cfg->z_channels <= 0 || cfg->embed_dim <= 0 || cfg->out_ch <= 0 ||
       (cfg->has_encoder && cfg->in_channels <= 0))
     return sd_fail(err, "VAE config: channel counts must be positive");
+  /* Far above SD's 512 channels, and low enough that ch x ch_mult and 2 x z_channels stay inside an int. */
+  if (cfg->ch > VAE_MAX_CHANNELS || cfg->z_channels > VAE_MAX_CHANNELS || cfg->embed_dim > VAE_MAX_CHANNELS ||
+      cfg->out_ch > VAE_MAX_CHANNELS || cfg->in_channels > VAE_MAX_CHANNELS)
+    return sd_fail(err, "VAE config: channel counts must be at most %d", VAE_MAX_CHANNELS);
   for (int i = 0; i < cfg->n_levels; i++) {
+    if (cfg->ch_mult[i] > VAE_MAX_CHANNELS / cfg->ch)
+      return sd_fail(err, "VAE config: level %d has %d x %d channels (at most %d)", i, cfg->ch, cfg->ch_mult[i],
+                     VAE_MAX_CHANNELS);
     int c = cfg->ch * cfg->ch_mult[i];
     if (cfg->ch_mult[i] <= 0 || c % VAE_GROUPS != 0)
       return sd_fail(err, "VAE config: level %d has %d channels, not a positive multiple of %d groups", i, c,
