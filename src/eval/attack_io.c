@@ -183,7 +183,7 @@ int sd_attack_shards_load(const char *run_dir, const sd_attack_plan *p, int eval
                           int *owner, char (*hashes)[16], sd_attack_scan *scan, sd_error *err) {
   memset(scan, 0, sizeof *scan);
   for (int64_t i = 0; i < p->n_items; i++) {
-    memset(&res[i], 0, sizeof res[i]);
+    sd_attack_result_clear(&res[i]); /* a reload after the run: what the run's items own is freed, not dropped */
     owner[i] = -1;
   }
   char dir[4200], **paths = NULL;

@@ -21,9 +21,9 @@ typedef struct {
   int64_t done, failed, duplicate; /* items found (a done item beats a failed one of another shard) */
 } sd_attack_scan;
 
-/* Reads every shard of run_dir into res[n_items] (zeroed first) and owner[n_items] (the rank whose shard
- * holds the item, -1 none) and fills hashes[m] where a shard knows them. A shard of another plan (other
- * job settings, prompt files, models, labels) is an error naming it. */
+/* Reads every shard of run_dir into res[n_items] (cleared first: zeroed or valid results) and owner[n_items] (the
+ * rank whose shard holds the item, -1 none) and fills hashes[m] where a shard knows them. A shard of another plan
+ * (other job settings, prompt files, models, labels) is an error naming it. */
 int sd_attack_shards_load(const char *run_dir, const sd_attack_plan *p, int evals, sd_attack_result *res,
                           int *owner, char (*hashes)[16], sd_attack_scan *scan, sd_error *err);
 
