@@ -89,7 +89,9 @@ static int encode_png(FILE *f, const uint8_t *hwc, int H, int W, png_text *chunk
     return sd_fail(err, "libpng: cannot create info struct");
   }
   if (setjmp(failure.jump)) {
+    int write_errno = ferror(f) ? errno : 0; /* libpng's "Write Error" drops the cause (disk full, EFBIG) */
     png_destroy_write_struct(&png, &info);
+    if (write_errno) return sd_fail(err, "write failed: %s (libpng: %s)", strerror(write_errno), failure.msg);
     return sd_fail(err, "libpng: %s", failure.msg);
   }
   png_init_io(png, f);

@@ -3,6 +3,7 @@
 
 #include "sample/schedule.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,7 +112,24 @@ int sd_txt2img(sd_pipeline *p, const sd_txt2img_params *pr, float *latent_out, f
   sd_torch_rng_seed(&rng, pr->seed);
   sd_torch_randn(&rng, latent, numel);
   if (sd_txt2img_sample(p, pr, uncond, cond, latent, &rng, err) != 0) goto done;
+  /* NaN/Inf weights (or an overflow in fp16 weights) make every later value NaN, and the PNG conversion would
+   * turn them into a black image that a detector then scores as if it were one: refuse it here instead. */
+  int64_t bad = 0;
+  for (int64_t i = 0; i < numel; i++) bad += !isfinite(latent[i]);
+  if (bad) {
+    sd_fail(err, "the denoised latent holds %lld non-finite values (NaN/Inf in the model's weights or activations)",
+            (long long)bad);
+    goto done;
+  }
   if (image && sd_vae_decode(p->vae, latent, pr->batch, pr->latent_h, pr->latent_w, image, err) != 0) goto done;
+  int up = 1 << (p->vae ? p->vae->cfg.n_levels - 1 : 0);
+  int64_t image_numel = image ? (int64_t)pr->batch * p->vae->cfg.out_ch * (up * pr->latent_h) * (up * pr->latent_w) : 0;
+  for (int64_t i = 0; i < image_numel; i++) bad += !isfinite(image[i]);
+  if (bad) {
+    sd_fail(err, "the decoded image holds %lld non-finite values (NaN/Inf in the VAE's weights or activations)",
+            (long long)bad);
+    goto done;
+  }
   rc = 0;
 done:
   free(uncond);
