@@ -16,7 +16,9 @@ HARNESSES=${*:-safetensors torch_zip pickle config ldm_yaml job tokenizer_load t
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   CC=clang cmake -S . -B "$BUILD" -DSDPRUNE_FUZZ=ON -DSDPRUNE_BUILD_MPI=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 2
 fi
-cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" --target fuzz >/dev/null || { echo "build of the fuzz targets failed" >&2; exit 2; }
+mkdir -p "$BUILD"
+cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" --target fuzz >"$BUILD/fuzz-build.log" 2>&1 ||
+  { tail -30 "$BUILD/fuzz-build.log" >&2; echo "build of the fuzz targets failed ($BUILD/fuzz-build.log)" >&2; exit 2; }
 
 # Large seeds (real checkpoints, the whole prompt files, the CLIP vocabulary): built once, never checked in.
 SEEDS=$BUILD/fuzz-seeds
@@ -42,12 +44,15 @@ for name in $HARNESSES; do
   [ -d "tests/fuzz/regress/$name" ] && dirs+=("tests/fuzz/regress/$name")
   [ -d "$SEEDS/$name" ] && dirs+=("$SEEDS/$name")
   # Small inputs run faster; the HDF5 seeds need more room. Raw HDF5 bytes run in a child process that is
-  # restarted past libhdf5's hangs on damaged files (README.md), counted apart from crashes.
+  # restarted past libhdf5's own hangs and crashes on damaged files (README.md), and without leak checks
+  # (libhdf5 leaks on its error paths; h5_edit checks sdprune's handles on well-formed files, leaks on). A crash
+  # there counts against sdprune only when its innermost frame with a name is not inside libhdf5.
   max_len=16384
   mode=()
   case $name in
-    stats_h5 | mask_h5) max_len=65536 mode=(-fork=1 -ignore_timeouts=1) ;;
+    stats_h5 | mask_h5) max_len=65536 mode=(-fork=1 -ignore_timeouts=1 -ignore_crashes=1 -detect_leaks=0) ;;
   esac
+  touch "$log.start"
   before=$(ls "$crashes" | grep -vc '^timeout-')
   hangs_before=$(ls "$crashes" | grep -c '^timeout-')
   # shellcheck disable=SC2086
@@ -56,15 +61,30 @@ for name in $HARNESSES; do
   rc=$?
   after=$(ls "$crashes" | grep -vc '^timeout-')
   hangs=$(($(ls "$crashes" | grep -c '^timeout-') - hangs_before))
+  upstream=0
+  if [ ${#mode[@]} -gt 0 ]; then
+    # Raw HDF5: each new crash, out-of-memory or hang is replayed; it is libhdf5's when the innermost frame with
+    # a name (a function of libhdf5, or a .c line of sdprune or the harness) is inside libhdf5.
+    after=$before hangs=0
+    for c in $(find "$crashes" -type f -newer "$log.start"); do
+      top=$("$bin" -runs=1 -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=2048 "$c" 2>&1 | grep -E '^ +#[0-9]+ ' |
+        grep -m1 -E 'libhdf5|\.c:[0-9]+')
+      case $top in
+        *libhdf5*) upstream=$((upstream + 1)) ;;
+        *) after=$((after + 1)) && echo "$name: $c: $top" >>"$log" ;;
+      esac
+    done
+  fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   if [ -z "$execs" ]; then # fork mode: "#N: cov: .. corp: .. exec/s: R .."
     execs=$(grep -o '^#[0-9]*:' "$log" | tail -1 | tr -d '#:')
-    rate=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | sed 's/exec.s: //')
+    rate=$((${execs:-0} / SECONDS_EACH))
   fi
   units=$(grep -o 'corp: [0-9]*' "$log" | tail -1 | sed 's/corp: //')
   result=ok
-  [ "$hangs" -gt 0 ] && result="ok ($hangs libhdf5 hang(s) skipped: timeout-* in $crashes)"
+  [ "$hangs" -gt 0 ] && result="ok ($hangs hang(s))"
+  [ "$upstream" -gt 0 ] && result="ok ($upstream crash(es)/hang(s)/OOM(s) inside libhdf5, in $crashes)"
   if { [ $rc -ne 0 ] && [ ${#mode[@]} -eq 0 ]; } || [ "$after" -gt "$before" ]; then
     result="CRASH (rc $rc; see $log)"
     crashed=1
