@@ -13,9 +13,14 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Runs the test suite (ctest prints the counts on its last line).
+# Runs the test suite, then the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer in
+# $(ASAN_BUILD) (tests/asan.sh: MPI tests and fuzz replays included; the slurm label, which starts its own
+# daemons, runs only in the first pass). ctest prints the counts on its last line.
+ASAN_BUILD ?= $(BUILD)-asan
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@echo "== the suite again under ASan + UBSan ($(ASAN_BUILD)) =="
+	@ASAN_BUILD=$(ASAN_BUILD) ASAN_JOBS=$(JOBS) bash tests/asan.sh -LE slurm
 
 # The main job on the embedded default: a synthesised tiny model and the bundled prompts.
 demo: build
