@@ -6,7 +6,8 @@
 #     byte-identical, nothing half-written under a final name, no temporary left;
 #   - NaN weights: statistics items fail saying so, generate refuses a non-finite image (no black PNG);
 #   - a 10 MB CSV line; deeply nested JSON (--config), ldm YAML (--config) and job YAML;
-#   - names that would become paths: a CSV case_number or a set / attack-model name of ../../x or /etc/x.
+#   - names that would become paths: a CSV case_number or a set / attack-model name of ../../x or /etc/x;
+#   - an attack shard of another job or other settings in a run's folder: refused, the run unchanged.
 . "$(dirname "$0")/testlib.sh"
 require_reference
 PY=/usr/bin/python3 # Debian's python3 (struct/zlib only here)
@@ -165,4 +166,39 @@ for job in name1 name2 name3; do
   check "job $job ($(grep -o 'name: [^,}]*' "$TMP/$job.yaml" | tail -1)): refused naming the key ($(tail -1 "$TMP/$job.log" | head -c 140))" \
     bash -c "[ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q '$job.yaml:[0-9]*:.*name' '$TMP/$job.log' && [ ! -e '$TMP/jobout' ] && [ ! -e /etc/x ]"
 done
+
+# An attack shard of another plan (another job's prompt file, other settings) next to a run's own: refused
+# naming the shard, before any item runs; every file of the run unchanged.
+printf 'a photo of a man\na photo of a woman\n' >"$TMP/plain.txt"
+printf 'a photo of a cat\na photo of a dog\n' >"$TMP/other.txt"
+for j in a b; do
+  file=plain.txt
+  [ $j = b ] && file=other.txt
+  cat >"$TMP/att_$j.yaml" <<YAML
+model: {path: $MODEL, tokenizer: $REF/clip-tokenizer}
+out: $TMP/att_$j
+sets: [{role: target, file: target.txt}]
+sampler: {name: ddim, steps: 2, size: 16x16}
+attack:
+  models: [{name: base}]
+  sets: [{name: plain, file: $file}]
+  detector: {clip: $REF/tiny-clip, concept: ["a photo of a naked person"], neutral: ["a photo of a cat"]}
+YAML
+  "$BIN" attack "$TMP/att_$j.yaml" --threads 1 --quiet >/dev/null 2>"$TMP/att_$j.log"
+  check "attack job $j runs ($(tail -1 "$TMP/att_$j.log" | head -c 100))" [ -f "$TMP/att_$j/attack/shards/rank-00000.h5" ]
+done
+cp "$TMP/att_b/attack/shards/rank-00000.h5" "$TMP/att_a/attack/shards/rank-00001.h5"
+before=$(tree_sums "$TMP/att_a")
+"$BIN" attack "$TMP/att_a.yaml" --threads 1 --quiet >/dev/null 2>"$TMP/att_foreign.log"
+rc=$?
+check "a shard of another job is refused ($(head -c 160 "$TMP/att_foreign.log"))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'shards/rank-00001.h5: a shard of another attack plan' '$TMP/att_foreign.log'"
+check "... every file of the run unchanged" [ "$(tree_sums "$TMP/att_a")" = "$before" ]
+rm "$TMP/att_a/attack/shards/rank-00001.h5"
+before=$(tree_sums "$TMP/att_a")
+"$BIN" attack "$TMP/att_a.yaml" --threads 1 --quiet --set sampler.steps=3 >/dev/null 2>"$TMP/att_steps.log"
+rc=$?
+check "its own shard under other settings is refused ($(head -c 160 "$TMP/att_steps.log"))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'shards/rank-00000.h5: a shard of another attack plan' '$TMP/att_steps.log'"
+check "... every file of the run unchanged" [ "$(tree_sums "$TMP/att_a")" = "$before" ]
 finish
