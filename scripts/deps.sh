@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sdprune needs to build, test and run (only those missing).
-# Needs root for apt-get; prints what is missing otherwise.
+# Needs root for apt-get; prints what is missing otherwise. slurm-wlm and munge are for tests/test_slurm.sh
+# (it starts its own daemons); their postinst scripts start services through invoke-rc.d and exit 1 when a
+# start fails, so during the install a policy-rc.d that denies every start (as Debian's container images
+# ship) keeps a machine without an init system, or CI, from starting (or failing on) munged/slurmd.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcyaml-dev libyaml-dev
   libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
-  python3 python3-numpy python3-h5py python3-pandas python3-matplotlib)
+  python3 python3-numpy python3-h5py python3-pandas python3-matplotlib slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,5 +19,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then # ours only for the install, removed after it whatever happens
+  printf '#!/bin/sh\n# scripts/deps.sh: no service starts during its apt-get install\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  "${missing[@]}" >/dev/null
