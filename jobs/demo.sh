@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, over MPI with 2 ranks: the pruning pipeline of jobs/demo.yaml
-# (statistics over target/anchor/adversarial sets -> reduce -> Wanda mask -> pruned checkpoint + restore
-# file), then its attack evaluation (the model with and without the mask on the adversarial set: images,
-# CLIP detector, re-activation of the concept neurons, metrics.h5, summary.md), contact sheets and the
-# analysis plots.
-# The model (synth:tiny-sd1) and the detector (synth:tiny-clip) are synthesised on first use: random
-# weights, so images are noise and rates mean nothing, but every stage is the real one.
-# Usage: jobs/demo.sh [BUILD_DIR] (default build); output in out/demo/.
+# The main job (`make demo`) over MPI with 2 ranks, on the trained toy world of jobs/toyworld/: the
+# pruning pipeline of jobs/demo.yaml (statistics of the ESD-u erased model over target/anchor/attack
+# sets -> reduce -> Wanda mask -> pruned checkpoint + restore file), then its attack evaluation (base,
+# esd-u and esd-u+mask on the direct prompts, three attack sets and two controls: images, the judge CLIP,
+# re-activation of the concept neurons, metrics.h5, summary.md), contact sheets and the analysis plots.
+# Usage: jobs/demo.sh [BUILD_DIR] [JOB] (default build, jobs/demo.yaml; jobs/demo-synth.yaml runs the
+# same on the synthesised random model); output in the job's `out` (out/demo) or $DEMO_OUT.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
+job=${2:-jobs/demo.yaml}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
-out="$root/out/demo"
+out=${DEMO_OUT:-$root/out/demo}
 ranks=${DEMO_RANKS:-2}
 mpi=(mpirun -np "$ranks")
 if [ "$(id -u)" -eq 0 ]; then # Open MPI refuses root unless told; a container or CI runs as root
@@ -21,9 +21,9 @@ mpi+=(--oversubscribe) # 2 ranks on a 1-core machine too
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} # one thread per rank: the ranks share the cores
 cd "$root"
 t0=$(date +%s)
-"${mpi[@]}" "$build/sdprune-mpi" run jobs/demo.yaml --out "$out" --progress-every 5
-"${mpi[@]}" "$build/sdprune-mpi" attack jobs/demo.yaml --out "$out" --progress-every 5 >/dev/null
-"$build/sdprune" grid "$out" --columns 4 --tile 64
+"${mpi[@]}" "$build/sdprune-mpi" run "$job" --out "$out" --progress-every 5
+"${mpi[@]}" "$build/sdprune-mpi" attack "$job" --out "$out" --progress-every 5 >/dev/null
+"$build/sdprune" grid "$out" --columns 10 --tile 32 --filter nearest --quiet
 /usr/bin/python3 analysis/report.py "$out" | grep '\.png$' >"$out/plots.txt" # Debian's python3-h5py/matplotlib
 echo
 cat "$out/summary.md"

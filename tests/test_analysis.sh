@@ -27,10 +27,10 @@ RUN="$TMP/run"
 run_np() { (cd "$SRC" && "${MPIEXEC:-mpirun}" --oversubscribe -np 2 "$MPI_BIN" "$@"); }
 
 t0=$(date +%s)
-run_np run jobs/demo.yaml --out "$RUN" --set sampler.steps=4 --set sampler.max_steps=4 --set mask.tau=4 \
+run_np run jobs/demo-synth.yaml --out "$RUN" --set sampler.steps=4 --set sampler.max_steps=4 --set mask.tau=4 \
   2>"$TMP/run.log"
 check "the small demo run (log: $(tail -n 2 "$TMP/run.log" | tr '\n' ' '))" [ $? -eq 0 ]
-run_np attack jobs/demo.yaml --out "$RUN" --set sampler.steps=4 --set sampler.limit=2 --set attack.detector.threshold=0.04 \
+run_np attack jobs/demo-synth.yaml --out "$RUN" --set sampler.steps=4 --set sampler.limit=2 --set attack.detector.threshold=0.04 \
   --set 'attack.sets=[{name: demo, file: jobs/prompts/demo.csv, counterpart: plain}, {name: plain, file: jobs/prompts/demo.csv}]' \
   >/dev/null 2>"$TMP/attack.log"
 check "the small demo attack (log: $(tail -n 2 "$TMP/attack.log" | tr '\n' ' '))" [ $? -eq 0 ]

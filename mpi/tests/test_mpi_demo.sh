@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The demo job end to end, as a user runs it from the repository root: `mpirun -np 2 sdprune-mpi run
-# jobs/demo.yaml` (into a temporary --out, the model synthesised into a temporary SDPRUNE_SYNTH_CACHE)
+# jobs/demo-synth.yaml` (into a temporary --out, the model synthesised into a temporary SDPRUNE_SYNTH_CACHE)
 # leaves stats.h5, mask.h5, pruned.safetensors and its restore file; `sdprune restore` gives back the
 # synthesised model byte for byte; a rerun replaces the derived outputs; `sdprune-mpi mask` alone; a job
 # without a mask section stops after the reduce; a failing mask stage fails every rank's exit status;
-# `sdprune-mpi attack jobs/demo.yaml` writes the images, metrics.h5 and summary.md with synth:tiny-clip.
+# `sdprune-mpi attack jobs/demo-synth.yaml` writes the images, metrics.h5 and summary.md with synth:tiny-clip.
 . "$(dirname "$0")/../../tests/testlib.sh"
 MPI_BIN=${SDPRUNE_MPI_BIN:?SDPRUNE_MPI_BIN must name sdprune-mpi}
 SRC=${SDPRUNE_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -14,8 +14,8 @@ run_np() { local n=$1; shift; (cd "$SRC" && "${MPIEXEC:-mpirun}" --oversubscribe
 OUT="$TMP/demo"
 MODEL="$SDPRUNE_SYNTH_CACHE/tiny-sd1-seed0-f16.safetensors"
 
-run_np 2 run jobs/demo.yaml --out "$OUT" 2>"$TMP/run.log"
-check "mpirun -np 2 sdprune-mpi run jobs/demo.yaml runs (log: $(tail -n 3 "$TMP/run.log" | tr '\n' ' '))" [ $? -eq 0 ]
+run_np 2 run jobs/demo-synth.yaml --out "$OUT" 2>"$TMP/run.log"
+check "mpirun -np 2 sdprune-mpi run jobs/demo-synth.yaml runs (log: $(tail -n 3 "$TMP/run.log" | tr '\n' ' '))" [ $? -eq 0 ]
 for f in stats.h5 mask.h5 pruned.safetensors pruned.restore.h5; do
   check "run leaves $f" [ -s "$OUT/$f" ]
 done
@@ -36,8 +36,8 @@ def data(p):
 sys.exit(0 if data('$OUT/pruned.safetensors') == data('$TMP/cli-pruned.safetensors') else 1)"
 
 # the attack stage of the demo job: the model with and without the mask, judged by synth:tiny-clip
-run_np 2 attack jobs/demo.yaml --out "$OUT" --threads 1 >"$TMP/attack.md" 2>"$TMP/attack.log"
-check "mpirun -np 2 sdprune-mpi attack jobs/demo.yaml runs (log: $(tail -n 2 "$TMP/attack.log" | tr '\n' ' '))" [ $? -eq 0 ]
+run_np 2 attack jobs/demo-synth.yaml --out "$OUT" --threads 1 >"$TMP/attack.md" 2>"$TMP/attack.log"
+check "mpirun -np 2 sdprune-mpi attack jobs/demo-synth.yaml runs (log: $(tail -n 2 "$TMP/attack.log" | tr '\n' ' '))" [ $? -eq 0 ]
 check "... 8 images, metrics.h5 and summary.md" bash -c "[ \$(find '$OUT/images' -name '*.png' | wc -l) -eq 8 ] && [ -s '$OUT/metrics.h5' ] && [ -s '$OUT/summary.md' ]"
 check "... the table names both models" bash -c "grep -q '| base | demo |' '$TMP/attack.md' && grep -q '| base+mask | demo |' '$TMP/attack.md'"
 check "... judged with probabilities over the 4 labels, re-activation measured" /usr/bin/python3 -c "
@@ -49,21 +49,21 @@ assert (d.success >= 0).all() and np.isfinite(d.reactivation).all()
 "
 
 cp "$OUT/stats.h5" "$TMP/stats-before.h5"
-run_np 2 run jobs/demo.yaml --out "$OUT" 2>"$TMP/rerun.log"
+run_np 2 run jobs/demo-synth.yaml --out "$OUT" 2>"$TMP/rerun.log"
 check "a rerun after completion succeeds (mask and pruned checkpoint replaced)" [ $? -eq 0 ]
 check "... with nothing left to compute" grep -q ' 0 items done, 0 failed, 12 done before' "$TMP/rerun.log"
 check "... and writes the pruned checkpoint again" grep -q 'sdprune-mpi apply: pruned' "$TMP/rerun.log"
 
 rm -f "$OUT/mask.h5" "$OUT/pruned.safetensors"
-run_np 2 mask jobs/demo.yaml --out "$OUT" 2>"$TMP/mask.log"
+run_np 2 mask jobs/demo-synth.yaml --out "$OUT" 2>"$TMP/mask.log"
 check "sdprune-mpi mask JOB (the stages after the reduce alone) writes mask.h5 and the checkpoint" \
   bash -c "[ -s '$OUT/mask.h5' ] && [ -s '$OUT/pruned.safetensors' ]"
 
-run_np 2 run jobs/demo.yaml --out "$OUT" --set mask=null 2>"$TMP/nomask.log"
+run_np 2 run jobs/demo-synth.yaml --out "$OUT" --set mask=null 2>"$TMP/nomask.log"
 check "a job without a mask section stops after the reduce" bash -c \
   "[ $? -eq 0 ] && grep -q 'no mask section' '$TMP/nomask.log' && ! grep -q 'sdprune-mpi apply' '$TMP/nomask.log'"
 
-run_np 2 mask jobs/demo.yaml --out "$TMP/nostats" 2>"$TMP/fail.log"
+run_np 2 mask jobs/demo-synth.yaml --out "$TMP/nostats" 2>"$TMP/fail.log"
 rc=$?
 check "a failing mask stage (no stats.h5) exits non-zero on every rank (rc $rc)" [ $rc -eq 1 ]
 check "... saying why" grep -q 'mask stage: .*nostats/stats.h5' "$TMP/fail.log"
