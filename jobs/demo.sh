@@ -26,11 +26,13 @@ t0=$(date +%s)
 "$build/sdprune" grid "$out" --columns 10 --tile 32 --filter nearest --quiet
 /usr/bin/python3 analysis/report.py "$out" | grep '\.png$' >"$out/plots.txt" # Debian's python3-h5py/matplotlib
 echo
-cat "$out/summary.md"
+echo "Attack success rate per set and model (the share of images the job's detector judges to show the concept):"
+/usr/bin/python3 analysis/before_after.py "$out"
+echo "(every column, with 95% Wilson intervals, CLIP score and re-activation: $out/summary.md)"
 echo
 echo "demo: $(($(date +%s) - t0)) s on $ranks ranks; in $out:"
 echo "  stats.h5 (statistics), mask.h5 (Wanda mask), pruned.safetensors + pruned.restore.h5 (pruned model)"
 echo "  images/<model>/<set>/*.png (A1111 'parameters' chunk), metrics.h5 (per-item table, metrics), summary.md"
 echo "  grids/<model>/<set>.png (contact sheets); plots (analysis/report.py):"
 sed 's/^/    /' "$out/plots.txt"
-echo "  read them: python3 -c \"import h5py, pandas as pd; print(pd.DataFrame(h5py.File('$out/metrics.h5')['metrics'][:]))\""
+echo "  read them: /usr/bin/python3 -c \"import h5py, pandas as pd; print(pd.DataFrame(h5py.File('$out/metrics.h5')['metrics'][:]))\""

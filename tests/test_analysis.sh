@@ -116,8 +116,31 @@ for c in ('seed', 'success', 'reactivation', 'score'):
     assert np.array_equal(a[c].to_numpy(float), d[c].to_numpy(float)) and np.array_equal(b[c].to_numpy(float), d[c].to_numpy(float)), c
 "
 
+# the before/after table: one row per set, one ASR column per model in /models order, the change in points
+$PY "$SRC/analysis/before_after.py" "$RUN" >"$TMP/ba.md" 2>"$TMP/ba.err"
+check "before_after.py RUN exits 0 ($(tr '\n' ' ' <"$TMP/ba.err"))" [ $? -eq 0 ]
+check "... its cells and before_after.csv are /metrics' asr and successes/n (header: $(head -n 1 "$TMP/ba.md"))" $PY -c "
+import h5py, numpy as np, pandas as pd
+f = h5py.File('$RUN/metrics.h5')
+m = pd.DataFrame(f['metrics'][:])
+for c in ('model', 'set'): m[c] = m[c].str.decode('utf-8')
+models = [x.decode() for x in f['models']['name'][:]]
+lines = open('$TMP/ba.md').read().splitlines()
+assert lines[0] == '| set | ' + ' | '.join(models) + ' | %s vs %s |' % (models[-1], models[-2]), lines[0]
+rows = {l.split(' | ')[0][2:]: l.strip('| ').split(' | ')[1:] for l in lines[2:] if l.startswith('| ')}
+assert set(rows) == set(m.set), rows
+for r in m.itertuples():
+    cell = rows[r.set][models.index(r.model)]
+    assert cell == '%.1f%% (%d/%d)' % (100 * r.asr, r.successes, r.n), (cell, r)
+for s, cells in rows.items():
+    a = m[m.set == s].set_index('model').asr
+    assert cells[-1] == '%+.1f pt' % (100 * (a[models[-1]] - a[models[-2]])), (s, cells)
+csv = pd.read_csv('$RUN/plots/before_after.csv', index_col='set', float_precision='round_trip')
+for r in m.itertuples(): assert csv.at[r.set, 'asr_' + r.model] == r.asr
+assert any(l.startswith('mask: wanda, ') for l in lines), lines[-1]
+"
 # each script alone, --help, and its errors
-for s in plot_asr plot_concept_neurons plot_activation_heatmap plot_reactivation export_tables report; do
+for s in plot_asr plot_concept_neurons plot_activation_heatmap plot_reactivation export_tables report before_after; do
   check "$s.py --help" bash -c "$PY '$SRC/analysis/$s.py' --help | grep -q usage"
 done
 $PY "$SRC/analysis/plot_activation_heatmap.py" "$RUN" --neurons top --top 5 --out "$TMP/alone" >"$TMP/alone.out"
