@@ -5,6 +5,8 @@
 # synthesised model byte for byte; a rerun replaces the derived outputs; `sdprune-mpi mask` alone; a job
 # without a mask section stops after the reduce; a failing mask stage fails every rank's exit status;
 # `sdprune-mpi attack jobs/demo-synth.yaml` writes the images, metrics.h5 and summary.md with synth:tiny-clip.
+# Then `make demo`'s job, jobs/demo.yaml on the trained toy world, with 2 rows a set and 4 steps: the
+# statistics, mask and pruned UNet, and the attack of its three models on its six sets with the judge CLIP.
 . "$(dirname "$0")/../../tests/testlib.sh"
 MPI_BIN=${SDPRUNE_MPI_BIN:?SDPRUNE_MPI_BIN must name sdprune-mpi}
 SRC=${SDPRUNE_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -67,4 +69,24 @@ run_np 2 mask jobs/demo-synth.yaml --out "$TMP/nostats" 2>"$TMP/fail.log"
 rc=$?
 check "a failing mask stage (no stats.h5) exits non-zero on every rank (rc $rc)" [ $rc -eq 1 ]
 check "... saying why" grep -q 'mask stage: .*nostats/stats.h5' "$TMP/fail.log"
+
+TOY="$TMP/toy"
+toy_small=(--set sampler.limit=2 --set sampler.steps=4 --set sampler.max_steps=4 --set mask.tau=4)
+run_np 2 run jobs/demo.yaml --out "$TOY" "${toy_small[@]}" 2>"$TMP/toy-run.log"
+check "jobs/demo.yaml (toy world) run, 2 rows a set: 2 x 5 sets = 10 items ($(tail -n 1 "$TMP/toy-run.log"))" \
+  bash -c "[ $? -eq 0 ] && grep -q 'sdprune-mpi: 10 items done, 0 failed' '$TMP/toy-run.log' && [ -s '$TOY/pruned.safetensors' ]"
+run_np 2 attack jobs/demo.yaml --out "$TOY" "${toy_small[@]}" >"$TMP/toy.md" 2>"$TMP/toy-attack.log"
+check "jobs/demo.yaml attack: 3 models x 6 sets x 2 rows judged by the toy world's CLIP ($(tail -n 1 "$TMP/toy-attack.log"))" \
+  bash -c "[ $? -eq 0 ] && grep -q '36 items (36 run now, 0 failed in all)' '$TMP/toy-attack.log'"
+check "... metrics.h5 has base, esd-u, esd-u+mask (the erased UNet, then with the run's mask) on every set" /usr/bin/python3 -c "
+import h5py
+f = h5py.File('$TOY/metrics.h5')
+mo = {r['name'].decode(): (r['unet'].decode(), r['mask'].decode()) for r in f['models'][:]}
+assert sorted(mo) == ['base', 'esd-u', 'esd-u+mask'], mo
+assert mo['base'][0] == '' and mo['esd-u'][0].endswith('esd-u-triangle.safetensors') and mo['esd-u'][1] == '', mo
+assert mo['esd-u+mask'][0] == mo['esd-u'][0] and mo['esd-u+mask'][1].endswith('toy/mask.h5'), mo
+m = f['metrics'][:]
+assert len(m) == 18 and set(m['n']) == {2}, m[['model', 'set', 'n']]
+assert {s.decode() for s in m['set']} == {'direct', 'synonyms', 'paraphrases', 'typos', 'control_square', 'control_star'}
+"
 finish
