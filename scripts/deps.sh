@@ -7,17 +7,23 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcyaml-dev libyaml-dev
   libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
-  python3 python3-numpy python3-h5py python3-pandas python3-matplotlib slurm-wlm munge)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: installing ${missing[*]}" >&2
+  python3 python3-numpy python3-h5py python3-pandas python3-matplotlib)
+test_only=(slurm-wlm munge) # only tests/test_slurm.sh needs them: installed as root, not required otherwise
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+missing=() missing_test=()
+for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${test_only[@]}"; do installed "$p" || missing_test+=("$p"); done
+[ ${#missing[@]} -eq 0 ] && [ ${#missing_test[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "deps: missing packages and not root: run 'sudo apt-get install ${missing[*]}'" >&2
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "deps: not root, so without ${missing_test[*]} (the Slurm test skips): 'sudo apt-get install ${missing_test[*]}'" >&2
+    exit 0
+  fi
+  echo "deps: missing packages and not root: run 'sudo apt-get install ${missing[*]} ${missing_test[*]}'" >&2
   exit 1
 fi
+missing+=("${missing_test[@]}")
+echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then # ours only for the install, removed after it whatever happens
