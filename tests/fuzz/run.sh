@@ -2,7 +2,8 @@
 # Runs every libFuzzer harness of tests/fuzz for a bounded time and prints executions and crashes per harness.
 #   tests/fuzz/run.sh [SECONDS] [HARNESS...]      SECONDS per harness (default 10), all harnesses by default
 # Environment: FUZZ_BUILD (build folder, default build-fuzz; configured with clang and SDPRUNE_FUZZ=ON and built
-# when missing), FUZZ_JOBS (build parallelism, 2), FUZZ_ARGS (extra libFuzzer options, e.g. -max_len=65536).
+# when missing), FUZZ_JOBS (build parallelism, 2), FUZZ_NO_BUILD (1: no rebuild of existing harnesses), FUZZ_ARGS
+# (extra libFuzzer options, e.g. -runs=10000000).
 # Inputs that found new coverage go to FUZZ_BUILD/fuzz-work/NAME (kept between runs: longer runs resume from
 # them), crashes to FUZZ_BUILD/fuzz-crashes/NAME/; a crash input belongs in tests/fuzz/regress/NAME/ once the
 # reader is fixed. Exit status 1 when any harness crashed. The harnesses run one at a time on one thread.
@@ -17,8 +18,11 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   CC=clang cmake -S . -B "$BUILD" -DSDPRUNE_FUZZ=ON -DSDPRUNE_BUILD_MPI=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 2
 fi
 mkdir -p "$BUILD"
-cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" --target fuzz >"$BUILD/fuzz-build.log" 2>&1 ||
-  { tail -30 "$BUILD/fuzz-build.log" >&2; echo "build of the fuzz targets failed ($BUILD/fuzz-build.log)" >&2; exit 2; }
+# FUZZ_NO_BUILD=1: use the harnesses as built (a long campaign while others commit: no rebuild between harnesses).
+if [ "${FUZZ_NO_BUILD:-0}" != 1 ]; then
+  cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" --target fuzz >"$BUILD/fuzz-build.log" 2>&1 ||
+    { tail -30 "$BUILD/fuzz-build.log" >&2; echo "build of the fuzz targets failed ($BUILD/fuzz-build.log)" >&2; exit 2; }
+fi
 
 # Large seeds (real checkpoints, the whole prompt files, the CLIP vocabulary): built once, never checked in.
 SEEDS=$BUILD/fuzz-seeds
