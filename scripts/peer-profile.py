@@ -60,15 +60,21 @@ def main(argv):
                     walls.append(time.perf_counter() - t0)
     kinds = {k: 0.0 for k in ("conv", "linear", "attention", "norm", "geglu", "rest")}
     total = 0.0
+    rest = []
     for ev in prof.key_averages():
         s = ev.self_cpu_time_total / 1e6 / a.repeat
         total += s
-        kinds[KIND_OF.get(ev.key, "rest")] += s
+        kind = KIND_OF.get(ev.key, "rest")
+        kinds[kind] += s
+        if kind == "rest":
+            rest.append((s, ev.key))
     print("torch %s latent=%dx%d batch=%d threads=%d forward_s=%s"
           % (torch.__version__, a.latent, a.latent, a.batch, a.threads,
              ",".join("%.3f" % w for w in walls)))
     print("profile per evaluation: " + " ".join("%s %.3f" % (k, v) for k, v in kinds.items())
           + " (self CPU time of the aten operators, mean of %d forwards; sum %.3f)" % (a.repeat, total))
+    rest.sort(reverse=True)
+    print("largest in rest: " + ", ".join("%s %.3f" % (k, v) for v, k in rest[:6]))
     return 0
 
 
