@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job (`make demo`) over MPI with 2 ranks, on the trained toy world of jobs/toyworld/: the
 # pruning pipeline of jobs/demo.yaml (statistics of the ESD-u erased model over target/anchor/attack
-# sets -> reduce -> Wanda mask -> pruned checkpoint + restore file), then its attack evaluation (base,
+# sets -> reduce -> sensitivity mask -> pruned checkpoint + restore file), then its attack evaluation (base,
 # esd-u and esd-u+mask on the direct prompts, three attack sets and two controls: images, the judge CLIP,
 # re-activation of the concept neurons, metrics.h5, summary.md), contact sheets and the analysis plots.
 # Usage: jobs/demo.sh [BUILD_DIR] [JOB] (default build, jobs/demo.yaml; jobs/demo-synth.yaml runs the
@@ -31,7 +31,7 @@ echo "Attack success rate per set and model (the share of images the job's detec
 echo "(every column, with 95% Wilson intervals, CLIP score and re-activation: $out/summary.md)"
 echo
 echo "demo: $(($(date +%s) - t0)) s on $ranks ranks; in $out:"
-echo "  stats.h5 (statistics), mask.h5 (Wanda mask), pruned.safetensors + pruned.restore.h5 (pruned model)"
+echo "  stats.h5 (statistics), mask.h5 (sensitivity mask), pruned.safetensors + pruned.restore.h5 (pruned model)"
 echo "  images/<model>/<set>/*.png (A1111 'parameters' chunk), metrics.h5 (per-item table, metrics), summary.md"
 echo "  grids/<model>/<set>.png (contact sheets); plots (analysis/report.py):"
 sed 's/^/    /' "$out/plots.txt"

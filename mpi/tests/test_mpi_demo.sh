@@ -73,8 +73,8 @@ check "... saying why" grep -q 'mask stage: .*nostats/stats.h5' "$TMP/fail.log"
 TOY="$TMP/toy"
 toy_small=(--set sampler.limit=2 --set sampler.steps=4 --set sampler.max_steps=4 --set mask.tau=4)
 run_np 2 run jobs/demo.yaml --out "$TOY" "${toy_small[@]}" 2>"$TMP/toy-run.log"
-check "jobs/demo.yaml (toy world) run, 2 rows a set: 2 x 5 sets = 10 items ($(tail -n 1 "$TMP/toy-run.log"))" \
-  bash -c "[ $? -eq 0 ] && grep -q 'sdprune-mpi: 10 items done, 0 failed' '$TMP/toy-run.log' && [ -s '$TOY/pruned.safetensors' ]"
+check "jobs/demo.yaml (toy world) run, 2 rows a set: 2 x 6 sets = 12 items ($(tail -n 1 "$TMP/toy-run.log"))" \
+  bash -c "[ $? -eq 0 ] && grep -q 'sdprune-mpi: 12 items done, 0 failed' '$TMP/toy-run.log' && [ -s '$TOY/pruned.safetensors' ]"
 run_np 2 attack jobs/demo.yaml --out "$TOY" "${toy_small[@]}" >"$TMP/toy.md" 2>"$TMP/toy-attack.log"
 check "jobs/demo.yaml attack: 3 models x 6 sets x 2 rows judged by the toy world's CLIP ($(tail -n 1 "$TMP/toy-attack.log"))" \
   bash -c "[ $? -eq 0 ] && grep -q '36 items (36 run now, 0 failed in all)' '$TMP/toy-attack.log'"
@@ -87,6 +87,6 @@ assert mo['base'][0] == '' and mo['esd-u'][0].endswith('esd-u-triangle.safetenso
 assert mo['esd-u+mask'][0] == mo['esd-u'][0] and mo['esd-u+mask'][1].endswith('toy/mask.h5'), mo
 m = f['metrics'][:]
 assert len(m) == 18 and set(m['n']) == {2}, m[['model', 'set', 'n']]
-assert {s.decode() for s in m['set']} == {'direct', 'synonyms', 'paraphrases', 'typos', 'control_square', 'control_star'}
+assert {s.decode() for s in m['set']} == {'direct', 'synonyms', 'paraphrases', 'searched', 'control_square', 'control_star'}
 "
 finish
