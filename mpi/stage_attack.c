@@ -143,8 +143,9 @@ int sdm_attack_stage(const sdm_options *o, int argc, char **argv) {
     } else
       my_done++;
     a.res[i].seconds = sd_now() - t0;
-    snprintf(a.hashes[a.plan.items[i].model], 16, "%s",
-             sd_attack_runner_model_hash(a.runner, a.plan.items[i].model));
+    if (sd_attack_note_model_hash(&a.plan, a.hashes, a.plan.items[i].model,
+                                  sd_attack_runner_model_hash(a.runner, a.plan.items[i].model), &err) != 0)
+      sdm_die("%s", err.msg);
     a.mine[i] = 1;
     since_write += a.res[i].seconds;
     if (since_write >= 20.0 * last_write) { /* shard rewrites under ~5% of the work */

@@ -201,4 +201,28 @@ rc=$?
 check "its own shard under other settings is refused ($(head -c 160 "$TMP/att_steps.log"))" \
   bash -c "[ $rc -eq 1 ] && grep -q 'shards/rank-00000.h5: a shard of another attack plan' '$TMP/att_steps.log'"
 check "... every file of the run unchanged" [ "$(tree_sums "$TMP/att_a")" = "$before" ]
+# The model file of an interrupted attack replaced at the same path (same plan, other weights): the items
+# still to run would be another model's under the same name. Refused naming the model and both hashes; the
+# run's shard keeps its items.
+cp "$MODEL" "$TMP/swap.safetensors"
+sed "s|path: $MODEL,|path: $TMP/swap.safetensors,|; s|out: $TMP/att_a|out: $TMP/att_swap|" "$TMP/att_a.yaml" >"$TMP/att_swap.yaml"
+"$BIN" attack "$TMP/att_swap.yaml" --threads 1 --quiet >/dev/null 2>"$TMP/att_swap.log"
+check "attack on a copy of the model runs ($(tail -1 "$TMP/att_swap.log" | head -c 100))" [ -f "$TMP/att_swap/metrics.h5" ]
+$PY - "$TMP/att_swap/attack/shards/rank-00000.h5" "$TMP/swap.safetensors" <<'PYEOF'
+import sys, h5py, os
+with h5py.File(sys.argv[1], 'r+') as f:  # item 1 as if it had failed (rerun on resume)
+    it = f['items'][:]
+    it['status'][1] = 2  # failed: a rerun runs it again
+    f['items'][...] = it
+with open(sys.argv[2], 'r+b') as m:  # one weight byte near the end: same layout, other content
+    m.seek(os.path.getsize(sys.argv[2]) - 3)
+    b = m.read(1); m.seek(-1, 1); m.write(bytes([b[0] ^ 0x01]))
+PYEOF
+"$BIN" attack "$TMP/att_swap.yaml" --threads 1 --quiet >/dev/null 2>"$TMP/att_swap2.log"
+rc=$?
+check "a model file changed since the run's shards is refused ($(head -c 200 "$TMP/att_swap2.log"))" \
+  bash -c "[ $rc -eq 1 ] && grep -q \"model 'base' (.*swap.safetensors) has content hash .* now but .* in this run's earlier shards\" '$TMP/att_swap2.log'"
+check "... the shard still holds the other item done" $PY -c "
+import h5py; it = h5py.File('$TMP/att_swap/attack/shards/rank-00000.h5')['items'][:]
+assert len(it) >= 1 and (it['status'] == 1).sum() >= 1, it['status']"
 finish

@@ -181,7 +181,9 @@ int cmd_attack(int argc, char **argv) {
       pr.printed = 0;
     }
     res[i].seconds = sd_now() - t0;
-    snprintf(hashes[plan.items[i].model], 16, "%s", sd_attack_runner_model_hash(runner, plan.items[i].model));
+    if (sd_attack_note_model_hash(&plan, hashes, plan.items[i].model,
+                                  sd_attack_runner_model_hash(runner, plan.items[i].model), &err) != 0)
+      goto fail; /* the shard keeps the items done so far, under the old hash */
     mine[i] = 1;
     since_write += res[i].seconds;
     pr.k++;

@@ -505,3 +505,16 @@ done:
   items_table_free(&t);
   return rc;
 }
+
+int sd_attack_note_model_hash(const sd_attack_plan *p, char (*hashes)[16], int m, const char *now, sd_error *err) {
+  if (!now || !now[0])
+    return 0;
+  if (hashes[m][0] && strncmp(hashes[m], now, 15) != 0)
+    return sd_fail(err,
+                   "%s/attack/shards: model '%s' (%s) has content hash %.15s now but %s in this run's earlier "
+                   "shards: its file changed since; rerun with a new --out (or restore the file)",
+                   p->out_dir, p->models[m].name, p->models[m].unet ? p->models[m].unet : p->models[m].path, now,
+                   hashes[m]);
+  snprintf(hashes[m], 16, "%s", now);
+  return 0;
+}

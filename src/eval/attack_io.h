@@ -27,6 +27,12 @@ typedef struct {
 int sd_attack_shards_load(const char *run_dir, const sd_attack_plan *p, int evals, sd_attack_result *res,
                           int *owner, char (*hashes)[16], sd_attack_scan *scan, sd_error *err);
 
+/* Records model m's content hash `now` (the runner's, after it loaded the model) in hashes[m]. When the run's
+ * earlier shards recorded another hash for it, the file behind that model changed while the run was interrupted:
+ * mixing its items would compare two models under one name, so that is an error naming the model and both
+ * hashes. An empty `now` (the model never loaded: its items failed first) is ignored. */
+int sd_attack_note_model_hash(const sd_attack_plan *p, char (*hashes)[16], int m, const char *now, sd_error *err);
+
 /* With every item done or failed: RUN/metrics.h5 (items, sets, models, metrics, metrics_by_category,
  * reactivation curves, provenance) and RUN/summary.md, both replaced atomically; the table printed to out
  * (may be NULL). Items still pending are an error listing the first of them. */
