@@ -24,7 +24,7 @@ test: build
 	@echo "== the suite again under ASan + UBSan ($(ASAN_BUILD)) =="
 	@SDPRUNE_SYNTH_QUICK=1 ASAN_BUILD=$(ASAN_BUILD) ASAN_JOBS=$(JOBS) bash tests/asan.sh -LE "slurm|toyworld"
 
-# The main job on the embedded default: a synthesised tiny model and the bundled prompts.
+# The main job, jobs/demo.yaml, on the trained toy world of jobs/toyworld/ (jobs/demo.sh: MPI, 2 ranks).
 demo: build
 	@bash jobs/demo.sh $(BUILD)
 
