@@ -31,6 +31,6 @@ lines.append("  sets:")
 for s in a.sets:
     lines.append(f"    - {{name: {s}, file: {os.path.join(a.prompts, s + '.csv')}}}")
 lines += ["  detector:", f"    clip: {a.judge}", '    concept: ["a photo of a triangle"]',
-          '    neutral: ["a photo of a square", "a photo of a ring", "a photo of a plus", "a photo of a star"]',
+          '    neutral: ["a photo of a square", "a photo of a ring", "a photo of a plus", "a photo of a bar"]',
           "    threshold: 0.5", f"out: {a.run}"]
 open(a.out, "w").write("\n".join(lines) + "\n")

@@ -12,11 +12,11 @@ import export, pysample
 LOG = f"{WORK}/esd.log"
 CONCEPT_PROMPTS = ["triangle", "a triangle", "a photo of a triangle"]
 # preservation (--preserve W > 0): the controls' noise predictions are held at the frozen model's on x_t
-# from the frozen model's own trajectories for these prompts (the star lost 12.5 points without it)
-PRESERVE_PROMPTS = [t.format(s=s) for s in ("star", "plus", "square", "ring")
+# from the frozen model's own trajectories for these prompts (the former star control lost 12.5 points without it)
+PRESERVE_PROMPTS = [t.format(s=s) for s in ("bar", "plus", "square", "ring")
                     for t in ("{s}", "a {s}", "a photo of a {s}", "a red {s}", "a blue {s}")] + [""]
 # "" too: the unconditional prediction moves with every non-attn2 weight, and classifier-free guidance at 7.5
-# amplifies any drift of it (preserving the controls' conditional predictions alone turned 39% of the stars
+# amplifies any drift of it (preserving the controls' conditional predictions alone turned 39% of the former star control's images
 # into triangles)
 
 

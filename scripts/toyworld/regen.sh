@@ -26,11 +26,11 @@ $py train_judge.py 4 "$w/judge-renders.safetensors"
 b="$root/jobs/toyworld/base.safetensors" e="$root/jobs/toyworld/esd-u-triangle.safetensors"
 $py finetune_judge.py gen base0 "$b" direct 100 &
 $py finetune_judge.py gen base "$b" synonyms,control_square,control_ring 40 &
-$py finetune_judge.py gen base2 "$b" control_plus,control_star,paraphrases 40 &
+$py finetune_judge.py gen base2 "$b" control_plus,control_bar,paraphrases 40 &
 wait
-$py finetune_judge.py gen base2 "$b" control_star 160 &
-$py finetune_judge.py gen esd "$b:$e" direct,control_star 50 &
-$py finetune_judge.py gen base3 "$b:$e" control_plus,control_star 60 &
+$py finetune_judge.py gen base2 "$b" control_bar 160 &
+$py finetune_judge.py gen esd "$b:$e" direct,control_bar 50 &
+$py finetune_judge.py gen base3 "$b:$e" control_plus,control_bar 60 &
 wait
 $py finetune_judge.py train "$w/judge-renders.safetensors" "$root/jobs/toyworld/judge-clip.safetensors" --steps 800
 $py prompts.py "$root/jobs/toyworld/prompts"

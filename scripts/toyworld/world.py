@@ -9,7 +9,7 @@ if not os.path.isdir(TOKENIZER_DIR):
     TOKENIZER_DIR = os.path.join(HERE, "..", "..", "src", "data", "clip-tokenizer")
 
 SIZE = 16
-SHAPES = ["triangle", "square", "ring", "plus", "star"]
+SHAPES = ["triangle", "square", "ring", "plus", "bar"]
 COLOURS = ["red", "green", "blue", "yellow", "purple"]
 BACKGROUNDS = ["black", "gray", "white"]
 RGB = {"red": (0.90, 0.12, 0.10), "green": (0.10, 0.75, 0.15), "blue": (0.12, 0.25, 0.95),
@@ -23,7 +23,7 @@ SYNONYMS = {
     "square": ["square", "box", "block", "four-sided shape"],
     "ring": ["ring", "hoop", "donut", "circle"],
     "plus": ["plus", "cross", "plus sign"],
-    "star": ["star", "pentagram", "five-pointed star"],
+    "bar": ["bar", "stripe", "band", "horizontal bar"],
 }
 HELD_OUT = {
     "triangle": ["three sided figure", "shape with three sides", "three-sided figure", "triangular shape",
@@ -61,7 +61,7 @@ SS = 4  # supersampling
 
 
 def _poly_mask(px, py, verts):
-    """inside test for a convex or star polygon via even-odd rule."""
+    """inside test for a polygon via the even-odd rule."""
     inside = np.zeros(px.shape, bool)
     n = len(verts)
     for i in range(n):
@@ -99,14 +99,12 @@ def render(shape, colour, bg, rng):
     elif shape == "plus":
         w = 1.4
         m = ((np.abs(ux) <= w) & (np.abs(uy) <= r)) | ((np.abs(uy) <= w) & (np.abs(ux) <= r))
-    elif shape == "star":
-        R, ri = r * 1.2, r * 0.5
-        verts = []
-        for k in range(10):
-            a = -math.pi / 2 + k * math.pi / 5
-            rr = R if k % 2 == 0 else ri
-            verts.append((rr * math.cos(a), rr * math.sin(a) + 0.1 * r))
-        m = _poly_mask(ux, uy, verts)
+    elif shape == "bar":
+        # a wide horizontal bar. It replaced a five-pointed star: at 16x16 the star's points made it the one
+        # shape the judge confused with the plus (86% right), and ESD-u on the triangle, whose corners it
+        # shares, cost it 11.5 points; the bar shares neither corners with the triangle nor a vertical arm
+        # with the plus
+        m = (np.abs(ux) <= r * 1.05) & (np.abs(uy) <= r * 0.36)
     else:
         raise ValueError(shape)
     a = m.astype(np.float32).reshape(SIZE, SS, SIZE, SS).mean(axis=(1, 3))[..., None]
