@@ -2,7 +2,7 @@
 # Regenerates the toy world end to end (see README.md): data, classifier, VAE, UNet + text encoder,
 # export, ESD-u, judge CLIP, C-tool measurements, shipped files in jobs/toyworld/.
 # Needs Debian's python3-torch, python3-numpy, python3-pil (/usr/bin/python3) and build/sdprune (or $SDPRUNE).
-# Usage: scripts/toyworld/regen.sh [SD_MINUTES] [N]   (defaults 32 CPU-minutes, 200 images per cell)
+# Usage: scripts/toyworld/regen.sh [SD_MINUTES] [N]   (defaults 32 CPU-minutes, 200 images per cell; the shipped world: 40)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -41,6 +41,9 @@ $py eval_c.py "$root/jobs/toyworld/base.safetensors" --n "$n" --tag base
 $py eval_c.py "$root/jobs/toyworld/base.safetensors" --unet "$root/jobs/toyworld/esd-u-triangle.safetensors" --n "$n" --tag esd
 $py check_judge.py "$root/jobs/toyworld/judge-clip.safetensors" base esd
 $py report.py > "$w/report.md"
+cp "$w/eval_base.json" "$root/jobs/toyworld/measurements/base.json"
+cp "$w/eval_esd.json" "$root/jobs/toyworld/measurements/esd-u.json"
+cp "$w/judge_check.json" "$w/report.md" "$root/jobs/toyworld/measurements/"
 # the C tool end to end (stats -> mask -> attack with the judge CLIP) and its assertions: tests/test_toyworld.sh
 echo "then: SDPRUNE_BIN=\$SDPRUNE KEEP_TMP=1 bash $root/tests/test_toyworld.sh (tables from its metrics.h5: check_attack.py)"
 echo "regen: shipped files in $root/jobs/toyworld, measurements in $w/report.md"
