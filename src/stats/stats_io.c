@@ -310,6 +310,19 @@ static int set_index(const sd_stats *s, const char *name) {
   return -1;
 }
 
+/* A dataset must hold exactly `want` elements before anything is allocated from the settings or /layers
+ * (an n_steps or width edited to 10^9 in an otherwise valid file must be refused, not allocated). */
+static int expect_numel(sd_h5 *f, const char *path, int64_t want, const char *from, sd_error *err) {
+  int ndim = 0;
+  int64_t shape[SD_H5_MAX_DIMS], got = 1;
+  if (sd_h5_shape(f, path, &ndim, shape, err)) return -1;
+  for (int d = 0; d < ndim; d++) got *= shape[d];
+  if (got != want)
+    return sd_fail(err, "%s: %s: has %lld elements, %s says %lld", sd_h5_path(f), path, (long long)got, from,
+                   (long long)want);
+  return 0;
+}
+
 static int read_acc_open(sd_h5 *f, const char *set, const char *layer, sd_stats_acc *a, int n_steps, int width,
                          sd_error *err) {
   char p[1200];
@@ -351,6 +364,14 @@ static int read_sets(sd_h5 *f, sd_stats *s, int with_totals, sd_error *err) {
     }
   }
   if (with_totals) {
+    for (int k = 0; k < s->n_sets; k++)
+      for (int l = 0; l < s->n_layers; l++) {
+        char p[1200];
+        snprintf(p, sizeof p, "/sets/%s/%s/max", s->sets[k].name, s->layers[l].name);
+        if (expect_numel(f, p, (int64_t)s->n_steps * SD_STATS_BRANCHES * s->layers[l].width, "n_steps x branches x width",
+                         err))
+          goto done;
+      }
     if (sd_stats_alloc_totals(s, err)) goto done;
     for (int k = 0; k < s->n_sets; k++)
       for (int l = 0; l < s->n_layers; l++)
@@ -414,6 +435,7 @@ int sd_stats_read(const char *path, sd_stats *s, int with_totals, sd_error *err)
   if (sd_h5_open(path, &f, err)) return -1;
   int rc = -1;
   if (read_settings(f, s, err) || read_layers(f, s, err)) goto done;
+  if (expect_numel(f, "/timesteps", s->n_steps, "the n_steps attribute", err)) goto done;
   if (!(s->timesteps = sd_malloc(sizeof(float) * (size_t)s->n_steps, err))) goto done;
   if (sd_h5_read_into(f, "/timesteps", SD_H5_F32, s->timesteps, s->n_steps, err)) goto done;
   if (read_sets(f, s, with_totals, err) || read_items(f, s, err)) goto done;
