@@ -87,6 +87,6 @@ assert mo['base'][0] == '' and mo['esd-u'][0].endswith('esd-u-triangle.safetenso
 assert mo['esd-u+mask'][0] == mo['esd-u'][0] and mo['esd-u+mask'][1].endswith('toy/mask.h5'), mo
 m = f['metrics'][:]
 assert len(m) == 18 and set(m['n']) == {2}, m[['model', 'set', 'n']]
-assert {s.decode() for s in m['set']} == {'direct', 'synonyms', 'paraphrases', 'searched', 'control_square', 'control_star'}
+assert {s.decode() for s in m['set']} == {'direct', 'synonyms', 'paraphrases', 'searched', 'control_square', 'control_bar'}
 "
 finish
