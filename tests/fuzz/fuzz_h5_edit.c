@@ -455,7 +455,10 @@ static void edit_table(hid_t f, const char *path, unsigned drop, unsigned retype
   H5Tclose(vs), H5Tclose(mt), H5Tclose(ft), H5Sclose(space);
 }
 
-static void apply_edit(hid_t f, const base_file *b, cursor *c) {
+/* External links point at `target` (a fresh copy of the base, rewritten every run: the edits are made read-write
+ * and libhdf5 follows a link with the parent's access, so a link to the base itself let later edits grow the
+ * base from run to run) or at `text` (a file that is not HDF5). */
+static void apply_edit(hid_t f, const base_file *b, cursor *c, const char *target, const char *text) {
   unsigned op = u8(c), i = u8(c), j = u8(c), k = u8(c), v = u8(c), w = u8(c);
   const h5_item *o = &b->objs[i % (unsigned)b->n_objs], *o2 = &b->objs[j % (unsigned)b->n_objs];
   const h5_item *a = b->n_attrs ? &b->attrs[j % (unsigned)b->n_attrs] : NULL;
@@ -491,8 +494,8 @@ static void apply_edit(hid_t f, const base_file *b, cursor *c) {
   case 7:
     delete_path(f, o->obj);
     H5Lcreate_external(k % 3 == 0   ? "missing.h5"
-                       : k % 3 == 1 ? "/etc/passwd"
-                                    : b->path,
+                       : k % 3 == 1 ? text
+                                    : target,
                        k % 2 ? "/" : o2->obj, f, o->obj, H5P_DEFAULT, H5P_DEFAULT);
     break;
   case 8:
@@ -543,6 +546,13 @@ static void use_stats(const sd_stats *s) {
   }
 }
 
+/* A reader must close every HDF5 object it opened, on its error paths too: a leaked read-only handle would
+ * make the next read-write open of the same file fail (and keeps the file locked). */
+static void assert_all_closed(const char *reader) {
+  ssize_t open_objs = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+  FUZZ_ASSERT(open_objs == 0, "%s left %zd HDF5 objects open", reader, open_objs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   make_bases();
   if (size < 1)
@@ -555,14 +565,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   static unsigned char buf[1 << 20];
   size_t n = fread(buf, 1, sizeof buf, in);
+  FUZZ_ASSERT(n > 0 && n < sizeof buf && !ferror(in), "%s: the base file changed (%zu bytes read)", b->path, n);
   fclose(in);
   const char *path = fuzz_file(0, "edited.h5", buf, n);
+  const char *target = fuzz_file(1, "target.h5", buf, n);
+  static const char not_hdf5[] = "root:x:0:0:root:/root:/bin/bash\n";
+  const char *text = fuzz_file(2, "passwd", not_hdf5, sizeof not_hdf5 - 1);
   hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-  if (f < 0)
-    abort();
+  FUZZ_ASSERT(f >= 0, "%s: cannot open the fresh copy of %s", path, b->path);
   for (int e = 0; e < 16 && c.n > 0; e++)
-    apply_edit(f, b, &c);
+    apply_edit(f, b, &c, target, text);
   H5Fclose(f);
+  FUZZ_ASSERT(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0, "the harness's edits left HDF5 objects open");
   sd_error err = {{0}};
   if (b == &bases[BASE_MASK]) {
     sd_mask m;
@@ -579,6 +593,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
       FUZZ_ASSERT(err.msg[0], "mask refused without a message");
     }
+    assert_all_closed("sd_mask_read");
     return 0;
   }
   sd_stats s;
@@ -595,5 +610,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     FUZZ_ASSERT(err.msg[0], "stats refused without a message");
   }
+  assert_all_closed("sd_stats_read");
   return 0;
 }
