@@ -26,8 +26,11 @@ static void remove_dir(void) {
 const char *fuzz_dir(void) {
   if (dir_path[0])
     return dir_path;
+  /* FUZZ_TMPDIR (run.sh sets it and removes it afterwards): a harness that dies (a crash, or a fork-mode child
+   * killed on a hang) runs no atexit, and would leave its folder behind in /dev/shm. */
   struct stat st;
-  const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0
+  const char *base = getenv("FUZZ_TMPDIR") && getenv("FUZZ_TMPDIR")[0] ? getenv("FUZZ_TMPDIR")
+                     : stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0
                          ? "/dev/shm"
                          : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   snprintf(dir_path, sizeof dir_path, "%s/sdprune-fuzz-XXXXXX", base);

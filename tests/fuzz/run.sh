@@ -31,6 +31,13 @@ if [ ! -d "$SEEDS" ]; then
 fi
 
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# The harnesses' scratch files (fuzz_common.c), in one folder removed at the end: a crashed harness or a
+# fork-mode child killed on a hang leaves its own folder behind.
+shm=/dev/shm
+[ -d "$shm" ] && [ -w "$shm" ] || shm=${TMPDIR:-/tmp}
+FUZZ_TMPDIR=$(mktemp -d "$shm/sdprune-fuzz-run.XXXXXX") || exit 2
+export FUZZ_TMPDIR
+trap 'rm -rf "$FUZZ_TMPDIR"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 crashed=0
