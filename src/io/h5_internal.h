@@ -1,6 +1,6 @@
-/* Shared by the files behind io/h5.h (h5.c, h5_table.c, h5_copy.c), and with them the only place that
- * includes hdf5.h: the handle struct, the error and check helpers, and the type and property-list
- * builders. Internal: nothing else includes it. */
+/* Shared by the files behind io/h5.h (h5.c, h5_dataset.c, h5_attr.c, h5_table.c, h5_copy.c), and with
+ * them the only place that includes hdf5.h: the handle struct, the error and check helpers, and the type
+ * and property-list builders. Internal: nothing else includes it. */
 #ifndef SD_H5_INTERNAL_H
 #define SD_H5_INTERNAL_H
 
