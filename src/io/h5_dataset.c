@@ -65,7 +65,6 @@ static int64_t checked_numel(sd_h5 *f, const char *path, int ndim, const int64_t
   return numel;
 }
 
-
 /* Writes a numeric dataset whose layout is chunked with shuffle + deflate by compressing every chunk
  * on all threads (HDF5's own filter pipeline runs one chunk at a time on one thread, which bounded
  * checkpoints and the reduce) and handing the results to H5Dwrite_chunk. The bytes are what HDF5's
@@ -106,8 +105,8 @@ static int write_chunks_parallel(sd_h5 *f, const char *path, hid_t ds, int ndim,
       unsigned char *r = raw + (size_t)k * chunk_bytes, *sh = shuf + (size_t)k * chunk_bytes;
       memset(r, 0, chunk_bytes);
       /* copy the chunk's rows (runs along the last dim) from the row-major data */
-      size_t run = (size_t)(dims[ndim - 1] - off[ndim - 1] < chunk[ndim - 1] ? dims[ndim - 1] - off[ndim - 1]
-                                                                               : chunk[ndim - 1]);
+      size_t run =
+          (size_t)(dims[ndim - 1] - off[ndim - 1] < chunk[ndim - 1] ? dims[ndim - 1] - off[ndim - 1] : chunk[ndim - 1]);
       size_t rows = chunk_elems / (size_t)chunk[ndim - 1];
       for (size_t q = 0; q < rows; q++) {
         hsize_t pos[SD_H5_MAX_DIMS], rem = q;
@@ -117,14 +116,17 @@ static int write_chunks_parallel(sd_h5 *f, const char *path, hid_t ds, int ndim,
           rem /= chunk[i];
           inside &= pos[i] < dims[i];
         }
-        if (!inside) continue;
+        if (!inside)
+          continue;
         size_t src = 0;
-        for (int i = 0; i < ndim - 1; i++) src = src * (size_t)dims[i] + (size_t)pos[i];
+        for (int i = 0; i < ndim - 1; i++)
+          src = src * (size_t)dims[i] + (size_t)pos[i];
         src = src * (size_t)dims[ndim - 1] + (size_t)off[ndim - 1];
         memcpy(r + q * (size_t)chunk[ndim - 1] * elem, data + src * elem, run * elem);
       }
       for (size_t b = 0; b < elem; b++)
-        for (size_t i = 0; i < chunk_elems; i++) sh[b * chunk_elems + i] = r[i * elem + b];
+        for (size_t i = 0; i < chunk_elems; i++)
+          sh[b * chunk_elems + i] = r[i * elem + b];
       clen[k] = bound;
       zrc[k] = compress2(comp + (size_t)k * bound, &clen[k], sh, (uLong)chunk_bytes, H5_DEFLATE_LEVEL);
     }
