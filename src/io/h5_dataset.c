@@ -244,6 +244,32 @@ hid_t h5_open_dataset(sd_h5 *f, const char *path, sd_error *err) {
 }
 
 /* Dimensions and element count of a dataset's dataspace (scalar: ndim 0, one element). */
+/* Deflate shrinks data at most ~1032:1, and sdprune writes every element of its datasets: one whose extent
+ * needs more than 1032 x the bytes the file stores for it is damaged (or hostile), and is refused here, before
+ * a reader allocates from the extent. Datasets up to 64 MiB are let through: reading them tells. */
+#define H5_MAX_DEFLATE_RATIO 1032
+#define H5_EXTENT_FREE_BYTES ((uint64_t)64 << 20)
+
+static int check_stored(sd_h5 *f, const char *path, hid_t ds, int64_t numel, sd_error *err) {
+  int rc = 0;
+  hid_t type = H5I_INVALID_HID;
+  size_t elem;
+  H5_CHECK(type = H5Dget_type(ds), path, "cannot get the datatype");
+  if ((elem = H5Tget_size(type)) == 0) {
+    rc = h5_fail(err, f->path, path, "cannot get the datatype's size");
+    goto cleanup;
+  }
+  if ((uint64_t)numel > UINT64_MAX / elem || (uint64_t)numel * elem > H5_EXTENT_FREE_BYTES) {
+    uint64_t stored = H5Dget_storage_size(ds); /* 0 also when it fails: then nothing is readable anyway */
+    if ((uint64_t)numel > UINT64_MAX / elem || (uint64_t)numel * elem / H5_MAX_DEFLATE_RATIO > stored)
+      rc = sd_fail(err, "%s: %s: %lld elements of %zu bytes, but the file stores only %llu bytes for them (damaged)",
+                   f->path, path, (long long)numel, elem, (unsigned long long)stored);
+  }
+cleanup:
+  H5_CLOSE(H5Tclose, type, path);
+  return rc;
+}
+
 int h5_dataset_extent(sd_h5 *f, const char *path, hid_t ds, int *ndim, hsize_t *dims, int64_t *numel, sd_error *err) {
   int rc = 0;
   hid_t space = H5I_INVALID_HID;
@@ -261,8 +287,14 @@ int h5_dataset_extent(sd_h5 *f, const char *path, hid_t ds, int *ndim, hsize_t *
   }
   H5_CHECK(H5Sget_simple_extent_dims(space, dims, NULL), path, "cannot get the dims");
   *numel = 1;
-  for (int i = 0; i < *ndim; i++)
+  for (int i = 0; i < *ndim; i++) {
+    if (dims[i] > 0 && (uint64_t)*numel > (uint64_t)INT64_MAX / dims[i]) {
+      rc = sd_fail(err, "%s: %s: the dims overflow a 64-bit element count (damaged)", f->path, path);
+      goto cleanup;
+    }
     *numel *= (int64_t)dims[i];
+  }
+  rc = check_stored(f, path, ds, *numel, err);
 cleanup:
   H5_CLOSE(H5Sclose, space, path);
   return rc;

@@ -69,7 +69,8 @@ char *h5_copy_fixed(const char *s, size_t n, int space_pad);
 int h5_check_parents(sd_h5 *f, const char *path, sd_error *err);
 /* Opens a dataset; "no such dataset" when nothing is at path. */
 hid_t h5_open_dataset(sd_h5 *f, const char *path, sd_error *err);
-/* Dimensions and element count of a dataset's dataspace (scalar: ndim 0, one element). */
+/* Dimensions and element count of a dataset's dataspace (scalar: ndim 0, one element). Refuses an extent that
+ * overflows, or that the bytes stored in the file cannot hold (h5_dataset.c): callers allocate from it. */
 int h5_dataset_extent(sd_h5 *f, const char *path, hid_t ds, int *ndim, hsize_t *dims, int64_t *numel, sd_error *err);
 
 #endif
