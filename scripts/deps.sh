@@ -8,7 +8,9 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libjansson-dev libcyaml-dev libyaml-dev
   libpcre2-dev libutf8proc-dev libzip-dev libpng-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
   python3 python3-numpy python3-h5py python3-pandas python3-matplotlib)
-test_only=(slurm-wlm munge) # only tests/test_slurm.sh needs them: installed as root, not required otherwise
+# Only tests need these, installed as root and not required otherwise: slurm-wlm and munge for tests/test_slurm.sh,
+# valgrind for tests/test_valgrind.sh, clang and its OpenMP for the libFuzzer harnesses (tests/fuzz/run.sh).
+test_only=(slurm-wlm munge valgrind clang libomp-dev)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=() missing_test=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
@@ -16,7 +18,7 @@ for p in "${test_only[@]}"; do installed "$p" || missing_test+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && [ ${#missing_test[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   if [ ${#missing[@]} -eq 0 ]; then
-    echo "deps: not root, so without ${missing_test[*]} (the Slurm test skips): 'sudo apt-get install ${missing_test[*]}'" >&2
+    echo "deps: not root, so without ${missing_test[*]} (the tests that need them skip): 'sudo apt-get install ${missing_test[*]}'" >&2
     exit 0
   fi
   echo "deps: missing packages and not root: run 'sudo apt-get install ${missing[*]} ${missing_test[*]}'" >&2
