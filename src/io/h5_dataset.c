@@ -259,9 +259,11 @@ static int check_stored(sd_h5 *f, const char *path, hid_t ds, int64_t numel, sd_
     rc = h5_fail(err, f->path, path, "cannot get the datatype's size");
     goto cleanup;
   }
-  if ((uint64_t)numel > UINT64_MAX / elem || (uint64_t)numel * elem > H5_EXTENT_FREE_BYTES) {
+  /* Saturated at UINT64_MAX: no file stores UINT64_MAX / 1032 bytes, so an overflow is refused too. */
+  uint64_t bytes = (uint64_t)numel > UINT64_MAX / elem ? UINT64_MAX : (uint64_t)numel * elem;
+  if (bytes > H5_EXTENT_FREE_BYTES) {
     uint64_t stored = H5Dget_storage_size(ds); /* 0 also when it fails: then nothing is readable anyway */
-    if ((uint64_t)numel > UINT64_MAX / elem || (uint64_t)numel * elem / H5_MAX_DEFLATE_RATIO > stored)
+    if (bytes / H5_MAX_DEFLATE_RATIO > stored)
       rc = sd_fail(err, "%s: %s: %lld elements of %zu bytes, but the file stores only %llu bytes for them (damaged)",
                    f->path, path, (long long)numel, elem, (unsigned long long)stored);
   }

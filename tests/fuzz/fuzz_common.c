@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <hdf5.h>
 #include <sys/stat.h>
 
 static char dir_path[256];
@@ -88,4 +89,8 @@ char *fuzz_strndup(const void *data, size_t size) {
     memcpy(s, data, size);
   s[size] = 0;
   return s;
+}
+
+long fuzz_h5_open_objects(void) {
+  return (long)H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
 }

@@ -25,6 +25,10 @@ const char *fuzz_file(int slot, const char *name, const void *data, size_t size)
  * data, not NUL-terminated, len[i] its length. */
 void fuzz_split(const uint8_t *data, size_t size, int n, const uint8_t **part, size_t *len);
 
+/* HDF5 identifiers open in this process, files included: a reader closes every object it opened, on its error
+ * paths too, so after a read this is 0 (libhdf5's own leaks on damaged files are memory, not identifiers). */
+long fuzz_h5_open_objects(void);
+
 /* A NUL-terminated malloc'ed copy (aborts on out of memory: a harness failure, not a finding). */
 char *fuzz_strndup(const void *data, size_t size);
 

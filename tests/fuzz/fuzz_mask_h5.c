@@ -3,15 +3,7 @@
  * index inside its layer's [rows, cols] weight, which sd_mask_layer_apply_f32 then zeroes (ASan checks). */
 #include "fuzz_common.h"
 
-#include <hdf5.h>
-
 #include "prune/mask_io.h"
-
-/* The reader closes every HDF5 object it opened, on its error paths too (libhdf5's own leaks on damaged files
- * are memory, not open identifiers). */
-static int all_closed(void) {
-  return H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0;
-}
 
 static int count(void *ctx, int64_t index) {
   (void)index;
@@ -25,10 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sd_error err = {{0}};
   if (sd_mask_read(path, &m, &err) != 0) {
     FUZZ_ASSERT(err.msg[0], "failure without a message");
-    FUZZ_ASSERT(all_closed(), "sd_mask_read failed (%s) and left HDF5 objects open", err.msg);
+    FUZZ_ASSERT(fuzz_h5_open_objects() == 0, "sd_mask_read failed (%s) and left HDF5 objects open", err.msg);
     return 0;
   }
-  FUZZ_ASSERT(all_closed(), "sd_mask_read left HDF5 objects open");
+  FUZZ_ASSERT(fuzz_h5_open_objects() == 0, "sd_mask_read left HDF5 objects open");
   for (int i = 0; i < m.n_layers; i++) {
     const sd_mask_layer *l = &m.layers[i];
     FUZZ_ASSERT(l->rows >= 1 && l->cols >= 1, "layer %d shape %dx%d", i, l->rows, l->cols);

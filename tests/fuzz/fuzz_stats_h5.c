@@ -4,15 +4,7 @@
  * sets, duplicate items) and its totals are added as the reduce adds them. */
 #include "fuzz_common.h"
 
-#include <hdf5.h>
-
 #include "stats/stats_io.h"
-
-/* The reader closes every HDF5 object it opened, on its error paths too (libhdf5's own leaks on damaged files
- * are memory, not open identifiers). */
-static int all_closed(void) {
-  return H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *path = fuzz_file(0, "stats.h5", data, size);
@@ -20,10 +12,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sd_error err = {{0}};
   if (sd_stats_read(path, &s, 1, &err) != 0) {
     FUZZ_ASSERT(err.msg[0], "failure without a message");
-    FUZZ_ASSERT(all_closed(), "sd_stats_read failed (%s) and left HDF5 objects open", err.msg);
+    FUZZ_ASSERT(fuzz_h5_open_objects() == 0, "sd_stats_read failed (%s) and left HDF5 objects open", err.msg);
     return 0;
   }
-  FUZZ_ASSERT(all_closed(), "sd_stats_read left HDF5 objects open");
+  FUZZ_ASSERT(fuzz_h5_open_objects() == 0, "sd_stats_read left HDF5 objects open");
   FUZZ_ASSERT(s.n_steps >= 1 && s.timesteps, "steps");
   for (int64_t i = 0; i < s.n_items; i++)
     FUZZ_ASSERT(s.items[i].set >= 0 && s.items[i].set < s.n_sets, "item %lld of set %d", (long long)i, s.items[i].set);
